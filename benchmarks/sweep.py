@@ -1,0 +1,87 @@
+"""Run the recipe for several (batch size, dropout, seed) combinations, in parallel processes.
+
+Used to choose the defaults the design left open and to measure the 5-seed reliability of the
+recipe. Each finished run is appended to --out as one JSON line (so a cut-off sweep keeps what it did).
+
+    python benchmarks/sweep.py --batch-sizes 64 128 --dropouts 0 0.05 0.1 --seeds 1 2 3 4 5 \
+        --jobs 2 --data-dir ../shared/mnist --out sweep.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(args: tuple) -> dict:
+    batch_size, dropout, seed, data_dir, device, epochs, threads, save_dir = args
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    from mnist_core.config import TrainConfig
+    from mnist_core.data import load_mnist
+    from mnist_core.train import Trainer
+    train, test = load_mnist(data_dir, download=False)
+    cfg = TrainConfig(batch_size=batch_size, dropout=dropout, seed=seed, device=device, epochs=epochs)
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, train, test)
+    history = [r.as_dict() for r in trainer.run()]
+    if save_dir:
+        from mnist_core.checkpoint import save_checkpoint
+        save_checkpoint(trainer.checkpoint(), os.path.join(save_dir, f"bs{batch_size}-do{dropout}-seed{seed}.pt"))
+    return {"batch_size": batch_size, "dropout": dropout, "seed": seed, "device": str(trainer.device),
+            "final": history[-1]["test_accuracy"], "best": max(h["test_accuracy"] for h in history),
+            "seconds": time.perf_counter() - t0, "history": history}
+
+
+def summarize(rows: list[dict]) -> str:
+    lines = ["| batch | dropout | runs | final min / mean / max (%) | best mean (%) | final >= 99.40 |",
+             "|---|---|---|---|---|---|"]
+    key = lambda r: (r["batch_size"], r["dropout"])
+    for (bs, do), grp in itertools.groupby(sorted(rows, key=key), key=key):
+        grp = list(grp)
+        finals = [r["final"] for r in grp]
+        lines.append(f"| {bs} | {do} | {len(grp)} | {min(finals):.2f} / {statistics.mean(finals):.3f} / {max(finals):.2f} "
+                     f"| {statistics.mean(r['best'] for r in grp):.3f} | {sum(f >= 99.40 for f in finals)}/{len(grp)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mnist_core.config import TrainConfig
+    d = TrainConfig()
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[d.batch_size], help="default: the recipe's")
+    p.add_argument("--dropouts", type=float, nargs="+", default=[d.dropout], help="default: the recipe's")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = torch's default)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="sweep.jsonl")
+    p.add_argument("--save-dir", default=None, help="also write each run's checkpoint here")
+    a = p.parse_args()
+    jobs = [(bs, do, s, a.data_dir, a.device, a.epochs, a.threads, a.save_dir)
+            for bs, do, s in itertools.product(a.batch_sizes, a.dropouts, a.seeds)]
+    rows = []
+    with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool, open(a.out, "a") as f:
+        for fut in as_completed([pool.submit(_run, j) for j in jobs]):
+            r = fut.result()
+            rows.append(r)
+            f.write(json.dumps(r) + "\n")
+            f.flush()
+            print(f"bs={r['batch_size']} dropout={r['dropout']} seed={r['seed']}: final {r['final']:.2f} "
+                  f"best {r['best']:.2f} ({r['seconds']:.0f} s on {r['device']})", flush=True)
+    print(summarize(rows))
+
+
+if __name__ == "__main__":
+    main()

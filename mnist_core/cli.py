@@ -1,0 +1,156 @@
+"""`python -m mnist_core {train,evaluate,predict}`."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import LIMITS, ConfigError, TrainConfig, make_config
+from .data import DataError, ENV_VAR, ensure_mnist, load_mnist, read_split, resolve_data_dir
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_cnn.pt"
+RUNS_DIR = SHIPPED_CHECKPOINT.parent / "runs"
+
+_HELP = {
+    "epochs": "passes over the training set", "lr": "SGD learning rate", "momentum": "SGD momentum",
+    "step_size": "StepLR: epochs between lr decays", "gamma": "StepLR: lr multiplier at each decay",
+    "rotation": "random rotation range, +/- degrees", "batch_size": "training batch size",
+    "dropout": "dropout rate after each BN block", "seed": "seed for init, shuffling and augmentation",
+    "max_train_samples": "use only the first N training images (default: all 60,000)",
+    "device": "auto (cuda if present), cpu or cuda", "eval_batch_size": "batch size for evaluation",
+}
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help=f"MNIST root holding MNIST/raw/ (default: ${ENV_VAR}, else ./data)")
+    p.add_argument("--no-download", action="store_true", help="never try to download missing files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mnist_core", description="Train, evaluate and use the 7,416-parameter MNIST CNN.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train with the recipe and write a checkpoint",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        typ = {"max_train_samples": int}.get(f.name, type(getattr(defaults, f.name)))
+        lim = f" [{LIMITS[f.name][0]:g}..{LIMITS[f.name][1]:g}]" if f.name in LIMITS else ""
+        t.add_argument("--" + f.name.replace("_", "-"), type=typ, default=getattr(defaults, f.name),
+                       help=_HELP[f.name] + lim)
+    _data_args(t)
+    t.add_argument("--out", default=None,
+                   help="checkpoint to write when the run finishes (default: checkpoints/runs/train-<time>.pt; "
+                        "written atomically, so an interrupted run leaves an existing file untouched)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars; one line per epoch")
+    t.add_argument("--json", action="store_true", help="print each epoch's record as a JSON line")
+
+    e = sub.add_parser("evaluate", help="test loss and accuracy of a checkpoint on the MNIST test set")
+    e.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
+    _data_args(e)
+    e.add_argument("--json", action="store_true", help="print a JSON object (with per-class accuracy and confusion matrix)")
+
+    pr = sub.add_parser("predict", help="classify image files (PNG/JPEG drawings or MNIST-style digits)")
+    pr.add_argument("images", nargs="+", help="image files")
+    pr.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
+    pr.add_argument("--json", action="store_true", help="print one JSON object per image")
+    return parser
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .train import Trainer
+
+    cfg = make_config(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    out = Path(a.out) if a.out else RUNS_DIR / f"train-{_dt.datetime.now():%Y%m%d-%H%M%S}.pt"
+    train, test = load_mnist(a.data_dir, download=not a.no_download)
+    bar = None
+
+    def on_batch(done: int, total: int, loss: float, acc: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"epoch {len(trainer.history) + 1}/{cfg.epochs}", unit="batch",
+                       leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.2f}%")
+
+    trainer = Trainer(cfg, train, test, on_batch=None if a.quiet else on_batch)
+    print(f"training on {len(train) if cfg.max_train_samples is None else min(cfg.max_train_samples, len(train)):,} "
+          f"images, testing on {len(test):,}, device {trainer.device}", file=sys.stderr)
+    try:
+        for r in trainer.run():
+            if bar is not None:
+                bar.close()
+                bar = None
+            line = (f"epoch {r.epoch:2d}/{r.epochs}  lr {r.lr:.5f}  train loss {r.train_loss:.4f} acc {r.train_accuracy:.2f}%  "
+                    f"test loss {r.test_loss:.4f} acc {r.test_accuracy:.2f}%  {r.seconds:.1f}s")
+            print(json.dumps(r.as_dict()) if a.json else line, flush=True)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"interrupted after {trainer.epochs_completed} finished epochs; {out} was not written", file=sys.stderr)
+        return 130
+    save_checkpoint(trainer.checkpoint(), out)
+    print(f"wrote {out} (test accuracy {trainer.test_metrics['accuracy']:.2f}%)", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import torch
+
+    from .batches import TensorBatches
+    from .evaluate import evaluate
+
+    ckpt = load_checkpoint(a.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    norm = ckpt["normalization"]
+    test = read_split(ensure_mnist(resolve_data_dir(a.data_dir), download=not a.no_download), train=False)
+    with torch.inference_mode():
+        m = evaluate(model, TensorBatches(test.images, test.labels, 2000, shuffle=False, mean=norm["mean"], std=norm["std"]))
+    if a.json:
+        print(json.dumps({"checkpoint": str(a.checkpoint), "test_loss": m["loss"], "test_accuracy": m["accuracy"],
+                          "correct": m["correct"], "total": m["total"], "per_class_accuracy": m["per_class_accuracy"],
+                          "confusion_matrix": m["confusion_matrix"]}))
+    else:
+        print(f"{a.checkpoint}: test loss {m['loss']:.4f}, accuracy {m['accuracy']:.2f}% ({m['correct']}/{m['total']})")
+        print("per class: " + "  ".join(f"{d}:{v:.1f}" for d, v in enumerate(m["per_class_accuracy"])))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .predict import Predictor
+    from .preprocess import PreprocessError, load_image_file
+
+    predictor = Predictor.from_file(a.checkpoint)
+    status = 0
+    for path in a.images:
+        try:
+            result = predictor.predict(load_image_file(path))
+        except PreprocessError as exc:
+            print(json.dumps({"image": path, "error": str(exc)}) if a.json else f"{path}: error: {exc}")
+            status = 1
+            continue
+        if a.json:
+            print(json.dumps({"image": path, **result.as_dict()}))
+        elif result.empty:
+            print(f"{path}: empty (no digit found)")
+        else:
+            top = result.top(3)
+            print(f"{path}: {top[0][0]} ({top[0][1]:.1%})" + ("  [not sure]" if result.unsure else "")
+                  + "   then " + ", ".join(f"{d} {p:.1%}" for d, p in top[1:]))
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[a.command](a)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

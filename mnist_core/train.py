@@ -1,0 +1,144 @@
+"""Training as a generator of per-epoch records (the CLI shows them with tqdm, the web tab streams them)."""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .batches import TensorBatches
+from .checkpoint import FORMAT_VERSION
+from .config import MNIST_MEAN, MNIST_STD, ConfigError, TrainConfig
+from .data import Split
+from .evaluate import evaluate
+from .model import Net
+
+# How often (in batches) the progress callback fires. Reading the running loss forces a device
+# sync; every 10 batches keeps a progress bar smooth without slowing a GPU.
+PROGRESS_EVERY = 10
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    epochs: int
+    lr: float
+    train_loss: float
+    train_accuracy: float   # % on the augmented batches, in train mode (dropout on), as seen while learning
+    test_loss: float        # mean NLL on the 10,000 test images
+    test_accuracy: float    # %
+    seconds: float          # wall time of the epoch, evaluation included
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+class Trainer:
+    """One training run. Iterate `run()` for EpochMetrics; afterwards `checkpoint()` holds the result.
+
+    stop:     anything with is_set() (threading.Event); checked before every batch, so a run ends
+              within one batch of being asked. The unfinished epoch is discarded.
+    on_batch: called as on_batch(done, total, running_loss, running_accuracy) every few batches.
+    """
+
+    def __init__(self, cfg: TrainConfig, train: Split, test: Split, *, stop: StopFlag | None = None,
+                 on_batch: Callable[[int, int, float, float], None] | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.stop = stop
+        self.on_batch = on_batch
+        if cfg.max_train_samples is not None:
+            # First N samples: a deterministic subset (MNIST's order is already mixed by writer).
+            train = Split(train.images[: cfg.max_train_samples], train.labels[: cfg.max_train_samples])
+        if len(train) == 0 or len(test) == 0:
+            raise ConfigError("the training and test sets must not be empty")
+        torch.manual_seed(cfg.seed)  # model init and dropout masks
+        self.model = Net(dropout=cfg.dropout).to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # order + angles
+        self.train_batches = TensorBatches(train.images.to(self.device), train.labels.to(self.device),
+                                           cfg.batch_size, rotation=cfg.rotation, generator=self.generator)
+        self.test_batches = TensorBatches(test.images.to(self.device), test.labels.to(self.device),
+                                          cfg.eval_batch_size, shuffle=False)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        self.history: list[dict] = []
+        self.test_metrics: dict | None = None
+        self.best: dict | None = None
+        self.stopped = False
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def run(self) -> Iterator[EpochMetrics]:
+        total = len(self.train_batches)
+        for epoch in range(1, self.cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.model.train()
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), dtype=torch.long, device=self.device)
+            seen = 0
+            for i, (x, y) in enumerate(self.train_batches, 1):
+                if self._stop_requested():
+                    self.stopped = True
+                    return
+                out = self.model(x)
+                loss = F.nll_loss(out, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (out.argmax(1) == y).sum()
+                seen += len(y)
+                if self.on_batch is not None and (i % PROGRESS_EVERY == 0 or i == total):
+                    self.on_batch(i, total, loss_sum.item() / seen, 100.0 * correct.item() / seen)
+            self.scheduler.step()
+            metrics = evaluate(self.model, self.test_batches)
+            record = EpochMetrics(epoch, self.cfg.epochs, lr, loss_sum.item() / seen, 100.0 * correct.item() / seen,
+                                  metrics["loss"], metrics["accuracy"], time.perf_counter() - t0)
+            self.history.append(record.as_dict())
+            self.test_metrics = metrics
+            if self.best is None or record.test_accuracy > self.best["test_accuracy"]:
+                self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy,
+                             "state_dict": copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})}
+            yield record
+
+    @property
+    def epochs_completed(self) -> int:
+        return len(self.history)
+
+    def checkpoint(self) -> dict:
+        """The run as a checkpoint dict: the last finished epoch's weights, plus the best epoch's."""
+        if not self.history:
+            raise RuntimeError("no epoch has finished yet: there is nothing to save")
+        status = "complete" if self.epochs_completed == self.cfg.epochs else "stopped"
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_args": self.model.model_args(),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
+            "config": self.cfg.to_dict(),
+            "history": list(self.history),
+            "test_metrics": self.test_metrics,
+            "status": status,
+            "epochs_completed": self.epochs_completed,
+            "best": self.best,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch_version": str(torch.__version__),
+        }

@@ -1,0 +1,92 @@
+"""Presentation helpers for the app: pure functions from results to small HTML/table values.
+
+Kept out of demo.py so the wiring stays wiring, and kept tiny on the wire: a per-stroke update sends
+a few kilobytes of HTML (bars and a 28x28 PNG inline) instead of a plot spec and an image file.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+from PIL import Image
+
+from .predict import Prediction
+
+EMPTY_MESSAGE = "Draw a digit"
+HISTORY_COLUMNS = ["epoch", "lr", "train loss", "train acc %", "test loss", "test acc %", "seconds"]
+
+
+def png_data_uri(image28: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(image28 * 255 + 0.5, 0, 255).astype(np.uint8), "L").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def label_value(pred: Prediction) -> dict | str:
+    """gr.Label value: all 10 confidences, or the empty message."""
+    if pred.empty:
+        return EMPTY_MESSAGE
+    return {str(d): float(p) for d, p in enumerate(pred.probabilities)}
+
+
+def prediction_html(pred: Prediction, model_name: str = "") -> str:
+    if pred.empty:
+        headline = f"<b>{EMPTY_MESSAGE}</b> <span class='muted'>({html.escape(pred.reason)})</span>"
+        bars, view = "", "<div class='mnist-view mnist-blank'></div>"
+    else:
+        (d, p), *_ = pred.top(1)
+        headline = (f"<b>Not sure</b>: maybe a {d} ({p:.0%})" if pred.unsure
+                    else f"It's a <b>{d}</b> ({p:.1%})")
+        rows = "".join(
+            f"<div class='bar-row'><span>{i}</span><div class='bar'><div style='width:{q * 100:.1f}%'></div></div>"
+            f"<span>{q:.1%}</span></div>" for i, q in enumerate(pred.probabilities))
+        bars = f"<div class='bars'>{rows}</div>"
+        view = f"<img class='mnist-view' alt='what the network sees' src='{png_data_uri(pred.image)}'>"
+    model = f"<div class='muted'>model: {html.escape(model_name)}</div>" if model_name else ""
+    return (f"<div class='prediction' data-empty='{str(pred.empty).lower()}' data-unsure='{str(pred.unsure).lower()}'>"
+            f"<div class='headline'>{headline}</div><div class='pred-body'>{bars}"
+            f"<figure>{view}<figcaption>what the network sees (28x28)</figcaption></figure></div>{model}</div>")
+
+
+def history_rows(history: list[dict]) -> list[list]:
+    return [[h["epoch"], round(h["lr"], 6), round(h["train_loss"], 4), round(h["train_accuracy"], 2),
+             round(h["test_loss"], 4), round(h["test_accuracy"], 2), round(h["seconds"], 1)] for h in history]
+
+
+def progress_html(state: str, message: str, batch: int = 0, batches: int = 0, eta: float | None = None) -> str:
+    pct = 100.0 * batch / batches if batches else (100.0 if state == "finished" else 0.0)
+    eta_text = f", about {eta:.0f} s left in this epoch" if eta is not None and state == "running" else ""
+    detail = f" - batch {batch} of {batches}{eta_text}" if state == "running" and batches else ""
+    return (f"<div class='train-status' data-state='{state}'><div class='status-text'>{html.escape(message)}{detail}</div>"
+            f"<div class='progress'><div style='width:{pct:.1f}%'></div></div></div>")
+
+
+CSS = """
+#label .confidence-set:nth-of-type(n+4) {display: none}  /* the API gets all 10; the eye gets the top 3 */
+.prediction .headline {font-size: 1.4em; margin-bottom: .4em}
+.prediction .muted, .muted {opacity: .65; font-size: .9em}
+.pred-body {display: flex; gap: 1.2em; align-items: flex-start; flex-wrap: wrap}
+.bars {flex: 1; min-width: 180px}
+.bar-row {display: grid; grid-template-columns: 1.2em 1fr 3.6em; gap: .4em; align-items: center; font-variant-numeric: tabular-nums}
+.bar {background: var(--neutral-200, #e5e7eb); height: .8em; border-radius: 3px}
+.bar > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px}
+figure {margin: 0; text-align: center}
+.mnist-view {width: 112px; height: 112px; image-rendering: pixelated; background: #000; display: block}
+figcaption {font-size: .8em; opacity: .7}
+.progress {background: var(--neutral-200, #e5e7eb); height: .6em; border-radius: 3px; margin-top: .4em}
+.progress > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px; transition: width .2s}
+"""
+
+# Gradio's sketchpad starts with no tool selected ("select the draw tool to start"); a drawing app
+# should let people draw at once, so the page selects the brush when it loads.
+SELECT_BRUSH_JS = """
+() => {
+  const t = setInterval(() => {
+    const b = document.querySelector('#sketchpad button[aria-label="Brush"]');
+    if (b) { b.click(); clearInterval(t); }
+  }, 100);
+  setTimeout(() => clearInterval(t), 15000);
+}
+"""

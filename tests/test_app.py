@@ -1,0 +1,190 @@
+"""The Gradio app through its API (gradio_client), as a second program would use it."""
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+import demo  # noqa: E402
+from mnist_core.views import EMPTY_MESSAGE  # noqa: E402
+from tests.drawing import stroke_digit  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
+    runs = tmp_path_factory.mktemp("runs")
+    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield {"url": f"http://127.0.0.1:{port}/", "runs": runs}
+    blocks.close()
+
+
+def sketch(tmp_path: Path, array: np.ndarray, name: str = "d.png") -> dict:
+    Image.fromarray(array).save(tmp_path / name)
+    return {"background": None, "layers": [], "composite": handle_file(str(tmp_path / name)), "id": None}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+TRAIN_DEFAULTS = dict(epochs=2, lr=0.02, momentum=0.9, batch_size=32, step_size=6, gamma=0.1, rotation=7,
+                      dropout=0.0, seed=1, samples=1200, device="cpu")
+
+
+def train_args(**over):
+    v = {**TRAIN_DEFAULTS, **over}
+    return [v[k] for k in ("epochs", "lr", "momentum", "batch_size", "step_size", "gamma", "rotation", "dropout",
+                           "seed", "samples", "device")]
+
+
+def state_of(status_html: str) -> str:
+    return status_html.split("data-state='")[1].split("'")[0]
+
+
+@pytest.mark.parametrize("kind", ["1", "7", "0"])
+def test_classify_drawn_digit(app, tmp_path, kind):
+    label, html = Client(app["url"], verbose=False).predict(sketch(tmp_path, stroke_digit(kind)), api_name="/classify")
+    assert label["label"] == kind
+    assert len(label["confidences"]) == 10          # all 10 classes go over the API
+    assert abs(sum(c["confidence"] for c in label["confidences"]) - 1) < 1e-4
+    assert "data:image/png;base64," in html          # the 28x28 view the network saw
+
+
+def test_empty_canvas_gives_the_empty_message(app, tmp_path):
+    c = Client(app["url"], verbose=False)
+    label, html = c.predict(sketch(tmp_path, np.zeros((320, 320, 4), np.uint8)), api_name="/classify")
+    assert label["label"] == EMPTY_MESSAGE and "data-empty='true'" in html
+    label, _ = c.predict(None, api_name="/classify")
+    assert label["label"] == EMPTY_MESSAGE
+
+
+def test_train_two_epochs_streams_and_new_model_is_usable(app, tmp_path):
+    c = Client(app["url"], verbose=False)
+    c.submit(*train_args(), api_name="/train").result(timeout=120)   # a first run, so two exist
+    job = c.submit(*train_args(seed=2), api_name="/train")
+    job.result(timeout=120)
+    outputs = job.outputs()
+    rows_seen = [len(o[1]["data"]) for o in outputs]
+    assert rows_seen == sorted(rows_seen) and rows_seen[-1] == 2
+    assert {1, 2} <= set(rows_seen)                 # an update arrived after each epoch
+    final_status, table = outputs[-1][0], outputs[-1][1]
+    assert state_of(final_status) == "finished"
+    epochs = [r[0] for r in table["data"]]
+    assert epochs == [1, 2]
+    for r in table["data"]:
+        assert 0 < r[2] < 3 and 0 <= r[3] <= 100 and 0 < r[4] < 3 and 0 <= r[5] <= 100 and r[6] > 0
+    picker = outputs[-1][4]
+    new_keys = [k for _, k in picker["choices"] if k.startswith("runs/")]
+    assert len(new_keys) == 2 and all((app["runs"] / k.split("/", 1)[1]).is_file() for k in new_keys)
+    # choose the newest model and classify with it
+    _, msg = c.predict(new_keys[0], api_name="/choose_model")
+    assert msg.startswith("Using") and "2 epochs" in msg
+    label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
+    assert "confidences" in label and "model: " in html and "epochs" in html
+
+
+def test_bad_values_start_nothing(app):
+    c = Client(app["url"], verbose=False)
+    before = sorted(p.name for p in app["runs"].iterdir())
+    for over, words in [(dict(epochs=0), "epochs"), (dict(lr=-1), "lr"), (dict(batch_size=0), "batch_size"),
+                        (dict(samples=0), "max_train_samples"), (dict(epochs=1000), "epochs")]:
+        status = c.predict(*train_args(**over), api_name="/train")[0]
+        assert state_of(status) == "refused" and words in status, status
+    assert sorted(p.name for p in app["runs"].iterdir()) == before
+
+
+def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_checkpoint):
+    c = Client(app["url"], verbose=False)
+    files = {p: digest(p) for p in [shipped_checkpoint, *app["runs"].glob("*.pt")]}
+    job = c.submit(*train_args(epochs=50, batch_size=8), api_name="/train")
+    deadline = time.time() + 60
+    while time.time() < deadline:           # wait until it is really training
+        outs = job.outputs()
+        if outs and state_of(outs[-1][0]) == "running":
+            break
+        time.sleep(0.1)
+    t0 = time.time()
+    c.predict(api_name="/stop")
+    job.result(timeout=30)
+    elapsed = time.time() - t0
+    final = job.outputs()[-1][0]
+    assert state_of(final) == "stopped", final
+    assert elapsed < 3, elapsed
+    assert {p: digest(p) for p in files} == files   # nothing existing was touched
+    status = c.predict(*train_args(epochs=1), api_name="/train")[0]
+    assert state_of(status) == "finished"
+
+
+def test_one_run_at_a_time_and_classify_still_answers(app, tmp_path):
+    a, b = Client(app["url"], verbose=False), Client(app["url"], verbose=False)
+    job = a.submit(*train_args(epochs=50, batch_size=8), api_name="/train")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        outs = job.outputs()
+        if outs and state_of(outs[-1][0]) == "running":
+            break
+        time.sleep(0.1)
+    second = b.predict(*train_args(epochs=1), api_name="/train")[0]
+    assert state_of(second) == "refused" and "another training run" in second
+    label, _ = b.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")
+    assert label["label"] == "1"
+    a.predict(api_name="/stop")
+    assert state_of(job.result(timeout=30)[0]) == "stopped"
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an image at all"])
+def test_unreadable_upload_gets_the_apps_message(app, tmp_path, content):
+    (tmp_path / "bad.png").write_bytes(content)
+    c = Client(app["url"], verbose=False)
+    label, html = c.predict({"background": None, "layers": [], "composite": handle_file(str(tmp_path / "bad.png")),
+                             "id": None}, api_name="/classify")
+    assert label["label"] == EMPTY_MESSAGE and "could not be read as an image" in html
+    # and the app still classifies afterwards
+    label, _ = c.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")
+    assert label["label"] == "1"
+
+
+def test_missing_shipped_checkpoint_still_starts(tmp_path, synthetic_root):
+    blocks = demo.build_app(tmp_path / "missing.pt", tmp_path / "runs", data_dir=str(synthetic_root), download=False)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
+        assert label["label"] == EMPTY_MESSAGE and "No model available" in html and "train one" in html
+    finally:
+        blocks.close()
+
+
+def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, monkeypatch):
+    import torchvision.datasets
+
+    def no_network(*a, **k):
+        raise RuntimeError("Error downloading: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
+    blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(tmp_path / "nodata"), download=True)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        status = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(*train_args(), api_name="/train")[0]
+        assert state_of(status) == "failed" and "MNIST/raw" in status and "--data-dir" in status
+    finally:
+        blocks.close()
