@@ -22,6 +22,7 @@ _HELP = {
     "dropout": "dropout rate after each BN block", "seed": "seed for init, shuffling and augmentation",
     "max_train_samples": "use only the first N training images (default: all 60,000)",
     "device": "auto (cuda if present), cpu or cuda", "eval_batch_size": "batch size for evaluation",
+    "cuda_graphs": "on CUDA, run each training step as one CUDA graph",
 }
 
 
@@ -39,10 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = TrainConfig()
     for f in fields(TrainConfig):
-        typ = {"max_train_samples": int}.get(f.name, type(getattr(defaults, f.name)))
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP[f.name])
+            continue
+        typ = {"max_train_samples": int}.get(f.name, type(default))
         lim = f" [{LIMITS[f.name][0]:g}..{LIMITS[f.name][1]:g}]" if f.name in LIMITS else ""
-        t.add_argument("--" + f.name.replace("_", "-"), type=typ, default=getattr(defaults, f.name),
-                       help=_HELP[f.name] + lim)
+        t.add_argument(flag, type=typ, default=default, help=_HELP[f.name] + lim)
     _data_args(t)
     t.add_argument("--out", default=None,
                    help="checkpoint to write when the run finishes (default: checkpoints/runs/train-<time>.pt; "

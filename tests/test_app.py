@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -52,6 +51,18 @@ def train_args(**over):
     v = {**TRAIN_DEFAULTS, **over}
     return [v[k] for k in ("epochs", "lr", "momentum", "batch_size", "step_size", "gamma", "rotation", "dropout",
                            "seed", "samples", "device")]
+
+
+def start_long_run(client):
+    """Submit a run that would take minutes; return the job once it is really training."""
+    job = client.submit(*train_args(epochs=50, batch_size=8), api_name="/train")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        outs = job.outputs()
+        if outs and state_of(outs[-1][0]) == "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the run never started")
 
 
 def state_of(status_html: str) -> str:
@@ -113,13 +124,7 @@ def test_bad_values_start_nothing(app):
 def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_checkpoint):
     c = Client(app["url"], verbose=False)
     files = {p: digest(p) for p in [shipped_checkpoint, *app["runs"].glob("*.pt")]}
-    job = c.submit(*train_args(epochs=50, batch_size=8), api_name="/train")
-    deadline = time.time() + 60
-    while time.time() < deadline:           # wait until it is really training
-        outs = job.outputs()
-        if outs and state_of(outs[-1][0]) == "running":
-            break
-        time.sleep(0.1)
+    job = start_long_run(c)
     t0 = time.time()
     c.predict(api_name="/stop")
     job.result(timeout=30)
@@ -134,13 +139,7 @@ def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_
 
 def test_one_run_at_a_time_and_classify_still_answers(app, tmp_path):
     a, b = Client(app["url"], verbose=False), Client(app["url"], verbose=False)
-    job = a.submit(*train_args(epochs=50, batch_size=8), api_name="/train")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        outs = job.outputs()
-        if outs and state_of(outs[-1][0]) == "running":
-            break
-        time.sleep(0.1)
+    job = start_long_run(a)
     second = b.predict(*train_args(epochs=1), api_name="/train")[0]
     assert state_of(second) == "refused" and "another training run" in second
     label, _ = b.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")

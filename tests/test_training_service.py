@@ -17,6 +17,15 @@ def run_all(service, **values):
     return list(service.stream({**QUICK, **values}, owner="t"))
 
 
+def start_long_run(service, owner):
+    """Start a run that would take minutes and return its stream once it is really training."""
+    gen = service.stream({**QUICK, "epochs": 50, "batch_size": 4}, owner=owner)
+    for u in gen:
+        if u.state == "running":
+            return gen
+    raise AssertionError("the run never started")
+
+
 def test_finished_run_is_saved(tmp_path, synthetic_root):
     s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
     updates = run_all(s)
@@ -45,10 +54,7 @@ def test_error_mid_epoch_reaches_status_and_releases_the_lock(tmp_path, syntheti
 def test_closing_the_stream_stops_the_worker(tmp_path, synthetic_root):
     """What happens when a browser tab closes: Gradio stops iterating and closes the generator."""
     s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
-    gen = s.stream({**QUICK, "epochs": 50, "batch_size": 4}, owner="tab")
-    for u in gen:
-        if u.state == "running":
-            break
+    gen = start_long_run(s, "tab")
     assert s.busy
     t0 = time.time()
     gen.close()
@@ -58,10 +64,7 @@ def test_closing_the_stream_stops_the_worker(tmp_path, synthetic_root):
 
 def test_second_run_is_refused_while_one_trains(tmp_path, synthetic_root):
     s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
-    gen = s.stream({**QUICK, "epochs": 50, "batch_size": 4}, owner="a")
-    for u in gen:
-        if u.state == "running":
-            break
+    gen = start_long_run(s, "a")
     second = run_all(s)
     assert [u.state for u in second] == ["refused"] and "another training run" in second[0].message
     assert not s.stop("someone else") and s.stop("a")
