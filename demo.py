@@ -24,7 +24,8 @@ from mnist_core.predict import Prediction
 from mnist_core.preprocess import PreprocessError
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.training_service import TrainingService, TrainUpdate
-from mnist_core.views import CSS, EMPTY_MESSAGE, SELECT_BRUSH_JS, HISTORY_COLUMNS, history_rows, label_value, prediction_html, progress_html
+from mnist_core.views import (CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, SELECT_BRUSH_JS, history_rows, label_value,
+                              message_html, prediction_html, progress_html)
 
 CANVAS = 320          # px; the drawing is reduced to 20x20 anyway, and a small canvas uploads fast
 BRUSH_RADIUS = 11     # px on a 320 canvas: strokes end up ~2.5 px wide at MNIST scale, like its digits
@@ -57,16 +58,15 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
     # ------------------------------------------------------------------------------ handlers
     def classify(sketch, model_key):
         if isinstance(sketch, PreprocessError):
-            return EMPTY_MESSAGE, f"<div class='prediction' data-empty='true'><b>Cannot classify:</b> {sketch}</div>"
+            return EMPTY_MESSAGE, message_html(f"Cannot classify: {sketch}")
         if model_key is None:
-            return EMPTY_MESSAGE, ("<div class='prediction'><b>No model available.</b> The shipped checkpoint "
-                                   f"{checkpoint} is missing: train one in the Train tab or with "
-                                   "<code>python -m mnist_core train</code>.</div>")
+            return EMPTY_MESSAGE, message_html(f"No model available. The shipped checkpoint {checkpoint} is missing: "
+                                               "train one in the Train tab or with `python -m mnist_core train`.")
         try:
             predictor = registry.get(model_key)
             pred = predictor.predict(sketch)
         except (CheckpointError, PreprocessError) as exc:
-            return EMPTY_MESSAGE, f"<div class='prediction'><b>Cannot classify:</b> {exc}</div>"
+            return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}")
         return label_value(pred), prediction_html(pred, predictor.description)
 
     def choose_model(new_key, current_key):
@@ -175,7 +175,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="MNIST draw-and-train demo")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
@@ -184,7 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", default=None, help="MNIST root (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--no-download", action="store_true", help="never download MNIST")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
     demo = build_app(Path(a.checkpoint), Path(a.runs_dir), str(resolve_data_dir(a.data_dir)), not a.no_download)
     launch(demo, host=a.host, port=a.port, share=a.share)
 

@@ -50,7 +50,8 @@ class TensorBatches:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  rotation: float = 0.0, shuffle: bool = True, generator: torch.Generator | None = None,
-                 mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
+                 mean: float = MNIST_MEAN, std: float = MNIST_STD,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         self.images = images_u8.unsqueeze(1) if images_u8.dim() == 3 else images_u8
         self.labels = labels
         self.batch_size = batch_size
@@ -58,6 +59,7 @@ class TensorBatches:
         self.shuffle = shuffle
         self.generator = generator
         self.mean, self.std = mean, std
+        self.memory_format = memory_format
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -71,4 +73,5 @@ class TensorBatches:
             idx = order[start:start + self.batch_size]
             x = self.images[idx].float().div_(255.0)
             x = rotate(x, self.rotation, self.generator)
-            yield x.sub_(self.mean).div_(self.std), self.labels[idx]
+            x = x.sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
+            yield x, self.labels[idx]

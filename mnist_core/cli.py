@@ -23,6 +23,7 @@ _HELP = {
     "max_train_samples": "use only the first N training images (default: all 60,000)",
     "device": "auto (cuda if present), cpu or cuda", "eval_batch_size": "batch size for evaluation",
     "cuda_graphs": "on CUDA, run each training step as one CUDA graph",
+    "channels_last": "on CPU, use the channels-last (NHWC) memory layout",
 }
 
 

@@ -1,7 +1,6 @@
 """Training as a generator of per-epoch records (the CLI shows them with tqdm, the web tab streams them)."""
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import time
 import warnings
@@ -123,12 +122,14 @@ class Trainer:
         if len(train) == 0 or len(test) == 0:
             raise ConfigError("the training and test sets must not be empty")
         torch.manual_seed(cfg.seed)  # model init and dropout masks
-        self.model = Net(dropout=cfg.dropout).to(self.device)
+        layout = torch.channels_last if cfg.channels_last and self.device.type == "cpu" else torch.contiguous_format
+        self.model = Net(dropout=cfg.dropout).to(self.device, memory_format=layout)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # order + angles
         self.train_batches = TensorBatches(train.images.to(self.device), train.labels.to(self.device),
-                                           cfg.batch_size, rotation=cfg.rotation, generator=self.generator)
+                                           cfg.batch_size, rotation=cfg.rotation, generator=self.generator,
+                                           memory_format=layout)
         self.test_batches = TensorBatches(test.images.to(self.device), test.labels.to(self.device),
-                                          cfg.eval_batch_size, shuffle=False)
+                                          cfg.eval_batch_size, shuffle=False, memory_format=layout)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
         self.graphed = (GraphedStep(self.model, self.optimizer, cfg.batch_size, self.device)
@@ -192,9 +193,13 @@ class Trainer:
             self.history.append(record.as_dict())
             self.test_metrics = metrics
             if self.best is None or record.test_accuracy > self.best["test_accuracy"]:
-                self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy,
-                             "state_dict": copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})}
+                self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy, "state_dict": self._weights()}
             yield record
+
+    def _weights(self) -> dict:
+        """A detached CPU copy of the weights in the standard layout (loadable anywhere)."""
+        return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for k, v in self.model.state_dict().items()}
 
     @staticmethod
     def _sums(loss_sum, correct, graphed) -> tuple[float, int]:
@@ -214,7 +219,7 @@ class Trainer:
         return {
             "format_version": FORMAT_VERSION,
             "model_args": self.model.model_args(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "state_dict": self._weights(),
             "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
             "config": self.cfg.to_dict(),
             "history": list(self.history),

@@ -50,6 +50,11 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
             f"<figure>{view}<figcaption>what the network sees (28x28)</figcaption></figure></div>{model}</div>")
 
 
+def message_html(text: str) -> str:
+    """A plain message in the prediction area (escaped: it may quote file names or errors)."""
+    return f"<div class='prediction' data-empty='true'><div class='headline'>{html.escape(text)}</div></div>"
+
+
 def history_rows(history: list[dict]) -> list[list]:
     return [[h["epoch"], round(h["lr"], 6), round(h["train_loss"], 4), round(h["train_accuracy"], 2),
              round(h["test_loss"], 4), round(h["test_accuracy"], 2), round(h["seconds"], 1)] for h in history]

@@ -187,3 +187,45 @@ def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, m
         assert state_of(status) == "failed" and "MNIST/raw" in status and "--data-dir" in status
     finally:
         blocks.close()
+
+
+def test_safe_defaults():
+    a = demo.parse_args([])
+    assert a.host == "127.0.0.1" and a.share is False and a.port == 7860
+
+
+def test_corrupted_checkpoint_in_the_picker_keeps_the_current_model(tmp_path, synthetic_root, shipped_checkpoint):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "broken.pt").write_bytes(shipped_checkpoint.read_bytes()[:5000])   # a truncated copy
+    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        _, msg = c.predict("runs/broken.pt", api_name="/choose_model")
+        assert msg.startswith("Could not load") and "Still using the previous one" in msg
+        label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
+        assert label["label"] == "7" and "15 epochs" in html      # still the shipped model
+    finally:
+        blocks.close()
+
+
+def test_twenty_clients_classify_while_a_run_trains(app, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    trainer = Client(app["url"], verbose=False)
+    job = start_long_run(trainer)
+    files = {k: sketch(tmp_path, stroke_digit(k), f"{k}.png") for k in "017"}
+
+    def user(i):
+        c = Client(app["url"], verbose=False)
+        kind = "017"[i % 3]
+        return [(kind, c.predict(files[kind], api_name="/classify")[0]["label"]) for _ in range(2)]
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = [a for r in pool.map(user, range(20)) for a in r]
+    assert len(answers) == 40 and all(kind == got for kind, got in answers)
+    assert state_of(job.outputs()[-1][0]) == "running"     # the run was going all along
+    trainer.predict(api_name="/stop")
+    assert state_of(job.result(timeout=30)[0]) == "stopped"

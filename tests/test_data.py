@@ -88,3 +88,14 @@ def test_real_mnist_shapes(real_mnist):
     train, test = load_mnist(real_mnist, download=False)
     assert len(train) == 60000 and len(test) == 10000
     assert torch.bincount(test.labels).tolist()[:2] == [980, 1135]
+
+
+def test_cli_says_where_the_data_must_go(tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    out = subprocess.run([sys.executable, "-m", "mnist_core", "evaluate", "--data-dir", str(tmp_path / "none"),
+                          "--no-download"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: MNIST is not in") and "Traceback" not in out.stderr
+    assert "--data-dir" in out.stderr and out.stderr.count("\n") == 1
