@@ -30,11 +30,13 @@ from seed_pipeline import seed_loaders, seed_train_steps
 
 
 def ours(train, cfg, batches: int) -> float:
+    """The training step exactly as Trainer runs it on CPU (same layout choice)."""
     torch.manual_seed(0)
-    model = Net(cfg.dropout)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = Net(cfg.dropout).to(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     data = TensorBatches(train.images, train.labels, cfg.batch_size, rotation=cfg.rotation,
-                         generator=torch.Generator().manual_seed(0))
+                         generator=torch.Generator().manual_seed(0), memory_format=layout)
     t0 = time.perf_counter()
     seen = 0
     for i, (x, y) in enumerate(data):
@@ -69,7 +71,8 @@ def main() -> None:
     train, test = load_mnist(a.data_dir, download=False)
     loader, _ = seed_loaders(a.data_dir, cfg.batch_size, a.workers)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"batch {cfg.batch_size}, {a.batches} steps per measurement, DataLoader workers {a.workers}")
+          f"batch {cfg.batch_size}, {a.batches} steps per measurement, DataLoader workers {a.workers}, "
+          f"ours with channels_last={cfg.channels_last}")
     seed(loader, cfg, 10), ours(train, cfg, 10)  # warm-up: worker start, allocator, kernels
     s_rates, o_rates = [], []
     for r in range(1, a.rounds + 1):
