@@ -116,9 +116,9 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             with gr.Row():
                 with gr.Column(scale=1, min_width=340):
                     pad = Sketchpad(label="Draw here", canvas_size=(CANVAS, CANVAS), image_mode="RGBA",
-                                       type="numpy", format="png", layers=False, transforms=(),
-                                       brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"),
-                                       elem_id="sketchpad")
+                                    type="numpy", format="png", layers=False, transforms=(),
+                                    brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"),
+                                    elem_id="sketchpad")
                 with gr.Column(scale=1):
                     label = gr.Label(value=EMPTY_MESSAGE, num_top_classes=None, label="Prediction", elem_id="label")
                     view = gr.HTML(EMPTY_VIEW, elem_id="view")
@@ -128,7 +128,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                                             f"**No model found** at `{checkpoint}`: train one in the Train tab.")
         with gr.Tab("Train", id="train"):
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
-                        "99.4%+ in 15 epochs, ~4 minutes on 2 CPU cores). Use fewer samples for a quick run.")
+                        "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
             with gr.Row():
                 n_epochs = gr.Number(defaults.epochs, label=f"Epochs ({LIMITS['epochs'][0]}-{LIMITS['epochs'][1]})", precision=0, elem_id="epochs")
                 n_samples = gr.Number(60_000, label="Training samples (1-60,000)", precision=0, elem_id="samples")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .checkpoint import CheckpointError, describe, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .predict import Predictor
 
 SHIPPED_KEY = "shipped"

@@ -33,10 +33,6 @@ class TrainUpdate:
     eta_seconds: float | None = None
     checkpoint: str | None = None  # file name in the runs folder, once saved
 
-    @property
-    def done(self) -> bool:
-        return self.state in ("refused", "finished", "stopped", "failed")
-
 
 class TrainingService:
     def __init__(self, runs_dir: Path, data_dir: str | None = None, download: bool = True) -> None:

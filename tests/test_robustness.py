@@ -8,7 +8,7 @@ from PIL import Image
 
 from mnist_core.predict import Predictor
 from mnist_core.preprocess import PreprocessError, prepare
-from tests.drawing import render, stroke_digit
+from tests.drawing import stroke_digit
 
 SEVEN = stroke_digit("7", canvas=400)
 

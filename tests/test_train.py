@@ -78,7 +78,6 @@ def test_rotation_angle_range():
     x = torch.zeros(256, 1, 28, 28)
     x[:, :, 14, 2:26] = 1.0
     y = rotate(x, 7.0, g)[:, 0]
-    cols = torch.arange(28.0)
     rows = torch.arange(28.0)[:, None]
     left = (y[:, :, 4:8] * rows).sum((1, 2)) / y[:, :, 4:8].sum((1, 2))
     right = (y[:, :, 20:24] * rows).sum((1, 2)) / y[:, :, 20:24].sum((1, 2))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, REAL_MNIST, ROOT, need
+from tests.conftest import REAL_MNIST, ROOT, need
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -166,3 +166,23 @@ def test_train_tab_run_stop_and_use_model(page):
     draw(page, DIGITS["7"])
     page.wait_for_function("() => document.querySelector('#view .prediction').dataset.empty === 'false'", timeout=10_000)
     assert "2 epochs" in page.inner_text("#view")
+
+
+def test_closing_the_tab_stops_its_run(page):
+    """No orphan training: a tab that starts a run and is closed takes its run with it."""
+    import threading
+
+    other = page.context.browser.new_page()
+    other.goto(page.url)
+    other.wait_for_selector("#sketchpad canvas")
+    other.get_by_role("tab", name="Train").click()
+    set_number(other, "epochs", 30)
+    other.click("#start")
+    wait_state(other, ["running"], 60_000)
+    training = lambda: any(t.name == "mnist-training" for t in threading.enumerate())
+    assert training()
+    other.close()
+    deadline = time.time() + 30
+    while training() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not training(), "the run went on after its tab was closed"
