@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(args: tuple) -> dict:
-    batch_size, dropout, seed, data_dir, device, epochs, threads, save_dir = args
+    batch_size, dropout, seed, data_dir, device, epochs, threads, save_dir, extra = args
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -30,14 +30,14 @@ def _run(args: tuple) -> dict:
     from mnist_core.data import load_mnist
     from mnist_core.train import Trainer
     train, test = load_mnist(data_dir, download=False)
-    cfg = TrainConfig(batch_size=batch_size, dropout=dropout, seed=seed, device=device, epochs=epochs)
+    cfg = TrainConfig(batch_size=batch_size, dropout=dropout, seed=seed, device=device, epochs=epochs, **extra)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, train, test)
     history = [r.as_dict() for r in trainer.run()]
     if save_dir:
         from mnist_core.checkpoint import save_checkpoint
         save_checkpoint(trainer.checkpoint(), os.path.join(save_dir, f"bs{batch_size}-do{dropout}-seed{seed}.pt"))
-    return {"batch_size": batch_size, "dropout": dropout, "seed": seed, "device": str(trainer.device),
+    return {"batch_size": batch_size, "dropout": dropout, "seed": seed, "device": str(trainer.device), **extra,
             "final": history[-1]["test_accuracy"], "best": max(h["test_accuracy"] for h in history),
             "seconds": time.perf_counter() - t0, "history": history}
 
@@ -68,8 +68,10 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="sweep.jsonl")
     p.add_argument("--save-dir", default=None, help="also write each run's checkpoint here")
+    p.add_argument("--rotation-interpolation", default=None, help="override the recipe's (bilinear or nearest)")
     a = p.parse_args()
-    jobs = [(bs, do, s, a.data_dir, a.device, a.epochs, a.threads, a.save_dir)
+    extra = {"rotation_interpolation": a.rotation_interpolation} if a.rotation_interpolation else {}
+    jobs = [(bs, do, s, a.data_dir, a.device, a.epochs, a.threads, a.save_dir, extra)
             for bs, do, s in itertools.product(a.batch_sizes, a.dropouts, a.seeds)]
     rows = []
     with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool, open(a.out, "a") as f:

@@ -36,7 +36,8 @@ def ours(train, cfg, batches: int) -> float:
     model = Net(cfg.dropout).to(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     data = TensorBatches(train.images, train.labels, cfg.batch_size, rotation=cfg.rotation,
-                         generator=torch.Generator().manual_seed(0), memory_format=layout)
+                         generator=torch.Generator().manual_seed(0), memory_format=layout,
+                         interpolation=cfg.rotation_interpolation)
     t0 = time.perf_counter()
     seen = 0
     for i, (x, y) in enumerate(data):
@@ -72,7 +73,7 @@ def main() -> None:
     loader, _ = seed_loaders(a.data_dir, cfg.batch_size, a.workers)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"batch {cfg.batch_size}, {a.batches} steps per measurement, DataLoader workers {a.workers}, "
-          f"ours with channels_last={cfg.channels_last}")
+          f"ours with channels_last={cfg.channels_last}, {cfg.rotation_interpolation} rotation")
     seed(loader, cfg, 10), ours(train, cfg, 10)  # warm-up: worker start, allocator, kernels
     s_rates, o_rates = [], []
     for r in range(1, a.rounds + 1):

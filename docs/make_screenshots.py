@@ -21,7 +21,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 import demo
-from tests.e2e.test_browser import ARGS, CHROMIUM, DIGITS, ROW_EPOCHS_JS, draw, set_number, wait_label
+from tests.e2e.test_browser import ARGS, CHROMIUM, DIGITS, ROW_EPOCHS_JS, draw, set_number, wait_brush, wait_label
 from tests.test_app import free_port
 
 
@@ -41,7 +41,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1200, "height": 820})
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#sketchpad canvas")
-        page.wait_for_timeout(800)
+        wait_brush(page)
         draw(page, DIGITS["7"])
         wait_label(page, "7")
         page.wait_for_timeout(500)

@@ -23,12 +23,13 @@ def normalize(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MN
     return x.sub_(mean).div_(std)
 
 
-def rotate(x: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def rotate(x: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None,
+           mode: str = "bilinear") -> torch.Tensor:
     """Rotate each image of a [N, C, H, W] batch about its centre by its own angle in [-max, +max] deg.
 
     Pixels that come from outside the frame are 0, the black of MNIST's background (call this on
-    the [0, 1] images, before normalizing, so that 0 really is the background). Bilinear sampling
-    keeps the strokes' mass: nearest-neighbour sampling (torchvision's default) drops and doubles pixels.
+    the [0, 1] images, before normalizing, so that 0 really is the background). `mode` "nearest" is
+    what torchvision's RandomRotation does by default (the recipe's choice); "bilinear" smooths.
     """
     if max_degrees <= 0:
         return x
@@ -38,7 +39,7 @@ def rotate(x: torch.Tensor, max_degrees: float, generator: torch.Generator | Non
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 class TensorBatches:
@@ -51,7 +52,8 @@ class TensorBatches:
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  rotation: float = 0.0, shuffle: bool = True, generator: torch.Generator | None = None,
                  mean: float = MNIST_MEAN, std: float = MNIST_STD,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+                 memory_format: torch.memory_format = torch.contiguous_format,
+                 interpolation: str = "bilinear") -> None:
         self.images = images_u8.unsqueeze(1) if images_u8.dim() == 3 else images_u8
         self.labels = labels
         self.batch_size = batch_size
@@ -60,6 +62,7 @@ class TensorBatches:
         self.generator = generator
         self.mean, self.std = mean, std
         self.memory_format = memory_format
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -72,6 +75,6 @@ class TensorBatches:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx].float().div_(255.0)
-            x = rotate(x, self.rotation, self.generator)
+            x = rotate(x, self.rotation, self.generator, self.interpolation)
             x = x.sub_(self.mean).div_(self.std).contiguous(memory_format=self.memory_format)
             yield x, self.labels[idx]

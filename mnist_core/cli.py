@@ -18,7 +18,8 @@ RUNS_DIR = SHIPPED_CHECKPOINT.parent / "runs"
 _HELP = {
     "epochs": "passes over the training set", "lr": "SGD learning rate", "momentum": "SGD momentum",
     "step_size": "StepLR: epochs between lr decays", "gamma": "StepLR: lr multiplier at each decay",
-    "rotation": "random rotation range, +/- degrees", "batch_size": "training batch size",
+    "rotation": "random rotation range, +/- degrees",
+    "rotation_interpolation": "bilinear or nearest sampling for the rotation", "batch_size": "training batch size",
     "dropout": "dropout rate after each BN block", "seed": "seed for init, shuffling and augmentation",
     "max_train_samples": "use only the first N training images (default: all 60,000)",
     "device": "auto (cuda if present), cpu or cuda", "eval_batch_size": "batch size for evaluation",

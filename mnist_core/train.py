@@ -127,7 +127,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # order + angles
         self.train_batches = TensorBatches(train.images.to(self.device), train.labels.to(self.device),
                                            cfg.batch_size, rotation=cfg.rotation, generator=self.generator,
-                                           memory_format=layout)
+                                           memory_format=layout, interpolation=cfg.rotation_interpolation)
         self.test_batches = TensorBatches(test.images.to(self.device), test.labels.to(self.device),
                                           cfg.eval_batch_size, shuffle=False, memory_format=layout)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum)

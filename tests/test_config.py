@@ -42,3 +42,9 @@ def test_make_config_refuses(values):
 def test_round_trip_through_dict():
     c = TrainConfig(epochs=3, seed=7)
     assert TrainConfig.from_dict({**c.to_dict(), "unknown_future_key": 1}) == c
+
+
+def test_rotation_interpolation_choices():
+    assert TrainConfig(rotation_interpolation="nearest").rotation_interpolation == "nearest"
+    with pytest.raises(ConfigError, match="rotation_interpolation"):
+        TrainConfig(rotation_interpolation="cubic")

@@ -90,3 +90,13 @@ def test_batches_cover_every_sample_once():
     labels = torch.arange(10)
     seen = torch.cat([y for _, y in TensorBatches(imgs, labels, 3, generator=torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_nearest_rotation_only_moves_existing_values():
+    # nearest sampling copies pixels: every output value is 0 or one of the input values
+    g = torch.Generator().manual_seed(2)
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 0.7
+    y = rotate(x, 7.0, g, mode="nearest")
+    vals = torch.unique(y)
+    assert torch.all((vals == 0) | torch.isclose(vals, torch.tensor(0.7))) and len(vals) == 2

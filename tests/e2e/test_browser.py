@@ -44,6 +44,12 @@ def page(tmp_path_factory, synthetic_root, shipped_checkpoint):
     app.close()
 
 
+def wait_brush(pg, timeout=15_000):
+    """Wait until the page has selected the brush (Gradio shows "select the draw tool" until then)."""
+    pg.wait_for_function("() => !document.querySelector('#sketchpad').innerText.includes('select the draw tool')",
+                         timeout=timeout)
+
+
 def canvas_square(pg):
     """Screen box of the drawing square: the canvas element is wider than the square it shows."""
     box = pg.locator("#sketchpad canvas").first.bounding_box()
@@ -67,7 +73,7 @@ def clear(pg):
     pg.click("#sketchpad button[aria-label='Clear canvas']")
     pg.wait_for_function("() => document.querySelector('#view .prediction').dataset.empty === 'true'", timeout=10_000)
     wait_label(pg, "Draw a digit")
-    pg.wait_for_timeout(300)  # the page re-selects the brush after a clear
+    wait_brush(pg)  # the page re-selects the brush after a clear
 
 
 def shown_label(pg) -> str:
@@ -96,7 +102,7 @@ DIGITS = {
 
 
 def test_draw_digits_clear_and_dot(page):
-    page.wait_for_timeout(500)
+    wait_brush(page)
     for digit, strokes in DIGITS.items():
         draw(page, strokes)
         wait_label(page, digit)
@@ -159,6 +165,7 @@ def test_train_tab_run_stop_and_use_model(page):
 
     # the finished model is in the Draw tab's picker; classify with it
     page.get_by_role("tab", name="Draw").click()
+    wait_brush(page)
     page.click("#model-picker input")
     option = page.locator("li.item", has_text="2 epochs").first
     option.click()
