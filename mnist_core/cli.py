@@ -119,7 +119,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     norm = ckpt["normalization"]
     test = read_split(ensure_mnist(resolve_data_dir(a.data_dir), download=not a.no_download), train=False)
     with torch.inference_mode():
-        m = evaluate(model, TensorBatches(test.images, test.labels, 2000, shuffle=False, mean=norm["mean"], std=norm["std"]))
+        m = evaluate(model, TensorBatches(test.images, test.labels, TrainConfig().eval_batch_size, shuffle=False,
+                                          mean=norm["mean"], std=norm["std"]))
     if a.json:
         print(json.dumps({"checkpoint": str(a.checkpoint), "test_loss": m["loss"], "test_accuracy": m["accuracy"],
                           "correct": m["correct"], "total": m["total"], "per_class_accuracy": m["per_class_accuracy"],
