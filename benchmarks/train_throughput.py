@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 import torch.nn.functional as F
 
-from mnist_core.batches import TensorBatches
 from mnist_core.config import TrainConfig
 from mnist_core.data import load_mnist
 from mnist_core.model import Net
@@ -29,18 +28,13 @@ from mnist_core.train import Trainer
 from seed_pipeline import seed_loaders, seed_train_steps
 
 
-def ours(train, cfg, batches: int) -> float:
-    """The training step exactly as Trainer runs it on CPU (same layout choice)."""
-    torch.manual_seed(0)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = Net(cfg.dropout).to(memory_format=layout)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    data = TensorBatches(train.images, train.labels, cfg.batch_size, rotation=cfg.rotation,
-                         generator=torch.Generator().manual_seed(0), memory_format=layout,
-                         interpolation=cfg.rotation_interpolation)
+def ours(train, test, cfg, batches: int) -> float:
+    """The training step exactly as Trainer runs it (its own model, optimizer and batches)."""
+    trainer = Trainer(cfg, train, test)
+    model, opt = trainer.model, trainer.optimizer
     t0 = time.perf_counter()
     seen = 0
-    for i, (x, y) in enumerate(data):
+    for i, (x, y) in enumerate(trainer.train_batches):
         if i >= batches:
             break
         loss = F.nll_loss(model(x), y)
@@ -74,11 +68,11 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"batch {cfg.batch_size}, {a.batches} steps per measurement, DataLoader workers {a.workers}, "
           f"ours with channels_last={cfg.channels_last}, {cfg.rotation_interpolation} rotation")
-    seed(loader, cfg, 10), ours(train, cfg, 10)  # warm-up: worker start, allocator, kernels
+    seed(loader, cfg, 10), ours(train, test, cfg, 10)  # warm-up: worker start, allocator, kernels
     s_rates, o_rates = [], []
     for r in range(1, a.rounds + 1):
         s_rates.append(seed(loader, cfg, a.batches))
-        o_rates.append(ours(train, cfg, a.batches))
+        o_rates.append(ours(train, test, cfg, a.batches))
         print(f"round {r}: seed pipeline {s_rates[-1]:7.0f} img/s   ours {o_rates[-1]:7.0f} img/s   "
               f"ratio {o_rates[-1] / s_rates[-1]:.2f}")
     s, o = statistics.median(s_rates), statistics.median(o_rates)

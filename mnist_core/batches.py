@@ -15,14 +15,6 @@ import torch.nn.functional as F
 from .config import MNIST_MEAN, MNIST_STD
 
 
-def normalize(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """uint8 [N, 28, 28] (or [N, 1, 28, 28]) -> normalized float32 [N, 1, 28, 28]."""
-    x = images_u8.float().div_(255.0)
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return x.sub_(mean).div_(std)
-
-
 def rotate(x: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None,
            mode: str = "bilinear") -> torch.Tensor:
     """Rotate each image of a [N, C, H, W] batch about its centre by its own angle in [-max, +max] deg.

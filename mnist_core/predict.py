@@ -65,7 +65,7 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images28: np.ndarray) -> np.ndarray:
         """[N, 28, 28] images in [0, 1] -> [N, 10] class probabilities."""
-        x = torch.from_numpy(((np.asarray(images28, np.float32) - self.mean) / self.std)[:, None])
+        x = torch.from_numpy(normalize_image(images28, self.mean, self.std))
         return self.model(x).exp().numpy()
 
     @torch.inference_mode()

@@ -244,6 +244,7 @@ def prepare(value) -> Prepared:
     return Prepared(fit_to_mnist(ink[top:bottom, left:right]), False)
 
 
-def normalize_image(image28: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """28x28 in [0, 1] -> float32 [1, 1, 28, 28] in the model's input scale."""
-    return ((image28.astype(np.float32) - mean) / std)[None, None]
+def normalize_image(images28: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """One 28x28 image or a [N, 28, 28] stack in [0, 1] -> float32 [N, 1, 28, 28] in the model's input scale."""
+    x = (np.asarray(images28, np.float32) - mean) / std
+    return x.reshape(-1, 1, 28, 28)
