@@ -21,8 +21,8 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 import demo
-from tests.e2e.test_browser import ARGS, CHROMIUM, DIGITS, ROW_EPOCHS_JS, draw, set_number, wait_brush, wait_label
-from tests.test_app import free_port
+from tests.e2e.browser import DIGITS, draw, free_port, launch_browser, wait_label
+from tests.e2e.test_browser import ROW_EPOCHS_JS, set_number
 
 
 def save_small(png: Path) -> None:
@@ -37,14 +37,12 @@ def main() -> None:
     port = free_port()
     demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_browser(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 820})
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#sketchpad canvas")
-        wait_brush(page)
         draw(page, DIGITS["7"])
         wait_label(page, "7")
-        page.wait_for_timeout(500)
         page.screenshot(path=str(ROOT / "docs" / "draw-tab.png"))
         page.get_by_role("tab", name="Train").click()
         set_number(page, "epochs", 8)

@@ -27,6 +27,13 @@ MAX_SIDE = 20_000        # refuse absurd images: bounded time and memory per req
 MAX_PIXELS = 40_000_000
 
 
+# PIL's own decompression-bomb guard, set from our limit: an image over twice this is refused by PIL
+# itself wherever it is decoded (Gradio decodes uploads before our code runs; check_image_file below
+# refuses anything over the limit from the header alone, before that decode).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_LAYERS = 8           # a sketchpad value with more layers than this is refused before any decoding
+
+
 class PreprocessError(ValueError):
     """The input is not an image we can read; the message says what was wrong."""
 
@@ -66,6 +73,18 @@ def decode_image_bytes(data: bytes, name: str = "upload") -> np.ndarray:
         raise PreprocessError(f"{name} is not an image file this app can read (PNG, JPEG, BMP, GIF, WebP...)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise PreprocessError(f"{name} could not be decoded as an image: {exc}") from None
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Refuse an image file by its header alone (no pixel is decoded): not an image, or over the size limit."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:   # PIL's own guard (over twice MAX_PIXELS), from the header too
+        raise PreprocessError(f"the image is too large; the limit is {MAX_SIDE} px a side and {MAX_PIXELS:,} pixels") from None
+    except (OSError, ValueError):
+        raise PreprocessError("the drawing could not be read as an image (not an image file this app can read)") from None
+    _check_size(h, w)
 
 
 def _check_size(h: int, w: int) -> None:

@@ -37,7 +37,8 @@ class ModelRegistry:
                 try:
                     result: Predictor | CheckpointError = Predictor.from_checkpoint(load_checkpoint(path), key)
                 except CheckpointError as exc:
-                    result = exc
+                    # Messages reach web users: name the model by its key, never by its server path.
+                    result = CheckpointError(str(exc).replace(str(path), key).replace(path.name, key))
                 self._cache[key] = (stamp, result)
                 hit = self._cache[key]
         if isinstance(hit[1], CheckpointError):

@@ -24,11 +24,21 @@ def png_data_uri(image28: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def article(digit: int) -> str:
+    """'a 7', 'an 8' (eight is the only digit whose name starts with a vowel sound)."""
+    return f"an {digit}" if digit == 8 else f"a {digit}"
+
+
 def label_value(pred: Prediction) -> dict | str:
-    """gr.Label value: all 10 confidences, or the empty message."""
+    """gr.Label value: the headline plus all 10 confidences, or the empty message.
+
+    {"label": "7", "confidences": {"0": p0, ..., "9": p9}}; when the model is unsure the headline is
+    "7?" so the big label never looks confident (the app's Label subclass shows `label` as given).
+    """
     if pred.empty:
         return EMPTY_MESSAGE
-    return {str(d): float(p) for d, p in enumerate(pred.probabilities)}
+    confidences = {str(d): float(p) for d, p in enumerate(pred.probabilities)}
+    return {"label": f"{pred.digit}?" if pred.unsure else str(pred.digit), "confidences": confidences}
 
 
 def prediction_html(pred: Prediction, model_name: str = "") -> str:
@@ -37,7 +47,7 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
         bars, view = "", "<div class='mnist-view mnist-blank'></div>"
     else:
         (d, p), *_ = pred.top(1)
-        headline = (f"<b>Not sure</b>: maybe a {d} ({p:.0%})" if pred.unsure
+        headline = (f"<b>Not sure</b>: maybe {article(d)} ({p:.0%})" if pred.unsure
                     else f"It's a <b>{d}</b> ({p:.1%})")
         rows = "".join(
             f"<div class='bar-row'><span>{i}</span><div class='bar'><div style='width:{q * 100:.1f}%'></div></div>"
@@ -48,6 +58,11 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
     return (f"<div class='prediction' data-empty='{str(pred.empty).lower()}' data-unsure='{str(pred.unsure).lower()}'>"
             f"<div class='headline'>{headline}</div><div class='pred-body'>{bars}"
             f"<figure>{view}<figcaption>what the network sees (28x28)</figcaption></figure></div>{model}</div>")
+
+
+def short(text: str, limit: int = 80) -> str:
+    """At most `limit` characters of user input in a message (never echo a whole payload)."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def message_html(text: str) -> str:
@@ -82,16 +97,4 @@ figure {margin: 0; text-align: center}
 figcaption {font-size: .8em; opacity: .7}
 .progress {background: var(--neutral-200, #e5e7eb); height: .6em; border-radius: 3px; margin-top: .4em}
 .progress > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px; transition: width .2s}
-"""
-
-# Gradio's sketchpad starts with no tool selected ("select the draw tool to start"); a drawing app
-# should let people draw at once, so the page selects the brush when it loads.
-SELECT_BRUSH_JS = """
-() => {
-  const t = setInterval(() => {
-    const b = document.querySelector('#sketchpad button[aria-label="Brush"]');
-    if (b) { b.click(); clearInterval(t); }
-  }, 100);
-  setTimeout(() => clearInterval(t), 15000);
-}
 """

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file  # requirements-dev.txt: a missing client fails, never skips
 
-import demo  # noqa: E402
-from mnist_core.views import EMPTY_MESSAGE  # noqa: E402
-from tests.drawing import stroke_digit  # noqa: E402
+import demo
+from mnist_core.views import EMPTY_MESSAGE
+from tests.drawing import stroke_digit
 
 
 def free_port() -> int:
@@ -108,7 +107,8 @@ def test_train_two_epochs_streams_and_new_model_is_usable(app, tmp_path):
     _, msg = c.predict(new_keys[0], api_name="/choose_model")
     assert msg.startswith("Using") and "2 epochs" in msg
     label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
-    assert "confidences" in label and "model: " in html and "epochs" in html
+    assert "confidences" in label and "model: " in html
+    assert "2 epochs" in html and "15 epochs" not in html   # the new model answered, not the shipped one
 
 
 def test_bad_values_start_nothing(app):
@@ -125,13 +125,16 @@ def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_
     c = Client(app["url"], verbose=False)
     files = {p: digest(p) for p in [shipped_checkpoint, *app["runs"].glob("*.pt")]}
     job = start_long_run(c)
-    t0 = time.time()
-    c.predict(api_name="/stop")
-    job.result(timeout=30)
-    elapsed = time.time() - t0
+    try:
+        t0 = time.time()
+        c.predict(api_name="/stop")
+        job.result(timeout=30)
+        elapsed = time.time() - t0
+    finally:
+        c.predict(api_name="/stop")   # never leave a long run going for the next test
     final = job.outputs()[-1][0]
     assert state_of(final) == "stopped", final
-    assert elapsed < 3, elapsed
+    assert elapsed < 10, elapsed   # one batch of 8 takes milliseconds; 10 s is generous on a loaded 2-core box
     assert {p: digest(p) for p in files} == files   # nothing existing was touched
     status = c.predict(*train_args(epochs=1), api_name="/train")[0]
     assert state_of(status) == "finished"
@@ -140,11 +143,13 @@ def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_
 def test_one_run_at_a_time_and_classify_still_answers(app, tmp_path):
     a, b = Client(app["url"], verbose=False), Client(app["url"], verbose=False)
     job = start_long_run(a)
-    second = b.predict(*train_args(epochs=1), api_name="/train")[0]
-    assert state_of(second) == "refused" and "another training run" in second
-    label, _ = b.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")
-    assert label["label"] == "1"
-    a.predict(api_name="/stop")
+    try:
+        second = b.predict(*train_args(epochs=1), api_name="/train")[0]
+        assert state_of(second) == "refused" and "another training run" in second
+        label, _ = b.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")
+        assert label["label"] == "1"
+    finally:
+        a.predict(api_name="/stop")
     assert state_of(job.result(timeout=30)[0]) == "stopped"
 
 
@@ -189,9 +194,12 @@ def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, m
         blocks.close()
 
 
-def test_safe_defaults():
+def test_safe_defaults(monkeypatch):
+    for var in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "MNIST_NO_TRAIN", "MNIST_ALLOWED_HOSTS"):
+        monkeypatch.delenv(var, raising=False)
     a = demo.parse_args([])
-    assert a.host == "127.0.0.1" and a.share is False and a.port == 7860
+    assert a.share is False and a.no_train is False and a.allowed_hosts is None
+    assert demo.hosting_address(a.host, a.port) == ("127.0.0.1", 7860)
 
 
 def test_corrupted_checkpoint_in_the_picker_keeps_the_current_model(tmp_path, synthetic_root, shipped_checkpoint):
@@ -223,9 +231,11 @@ def test_twenty_clients_classify_while_a_run_trains(app, tmp_path):
         kind = "017"[i % 3]
         return [(kind, c.predict(files[kind], api_name="/classify")[0]["label"]) for _ in range(2)]
 
-    with ThreadPoolExecutor(20) as pool:
-        answers = [a for r in pool.map(user, range(20)) for a in r]
-    assert len(answers) == 40 and all(kind == got for kind, got in answers)
-    assert state_of(job.outputs()[-1][0]) == "running"     # the run was going all along
-    trainer.predict(api_name="/stop")
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = [a for r in pool.map(user, range(20)) for a in r]
+        assert len(answers) == 40 and all(kind == got for kind, got in answers)
+        assert state_of(job.outputs()[-1][0]) == "running"     # the run was going all along
+    finally:
+        trainer.predict(api_name="/stop")
     assert state_of(job.result(timeout=30)[0]) == "stopped"

@@ -1,0 +1,206 @@
+"""Soak and load against the app as its own process (python demo.py), over loopback only.
+
+soak: 8 clients for --minutes (default 5), each alternating /classify (a PNG, as gradio_client scripts
+      send it) and /classify_strokes (the page's stroke JSON), while training runs go on the same server.
+      Prints errors, p50/p99 latency, server RSS after warm-up vs at the end, and Gradio's temp-dir size.
+      Targets: 0 errors, RSS growth <= 50 MB after warm-up, temp dir <= 20 MB.
+load: --users (default 50) simulated people at once, each drawing one digit the way the page does:
+      10 live updates of the growing stroke ~100 ms apart (each waits for the previous answer, as
+      trigger_mode="always_last" does), then the final drawing. Prints p50/p99 of the final answer and
+      errors (target 0).
+
+    python benchmarks/soak.py soak --minutes 5 --data-dir ../shared/mnist
+    python benchmarks/soak.py load --users 50
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tests.drawing import stroke_digit  # noqa: E402
+from tests.server import Server  # noqa: E402
+
+
+def digit_strokes(kind: str, rng: np.random.Generator) -> list[list[list[float]]]:
+    """A hand-drawn-looking digit as the canvas sends it (320-unit square), jittered per user."""
+    j = lambda v: float(v + rng.normal(0, 4))  # noqa: E731
+    if kind == "1":
+        return [[[j(160), j(40 + 12 * i)] for i in range(21)]]
+    if kind == "7":
+        return [[[j(60 + 10 * i), j(50)] for i in range(21)], [[j(260 - 6 * i), j(50 + 11.5 * i)] for i in range(21)]]
+    return [[[j(160 + 70 * math.sin(2 * math.pi * i / 40)), j(160 - 110 * math.cos(2 * math.pi * i / 40))]
+             for i in range(41)]]
+
+
+def as_value(strokes) -> str:
+    return json.dumps({"width": 320, "height": 320, "brush": 22, "strokes": strokes})
+
+
+def prefixes(strokes, n: int):
+    """n growing prefixes of the drawing (the live updates), the last one the whole drawing."""
+    flat = [(si, pi) for si, s in enumerate(strokes) for pi in range(len(s))]
+    for k in range(1, n + 1):
+        upto = max(2, round(len(flat) * k / n))
+        out = []
+        for si, pi in flat[:upto]:
+            if si == len(out):
+                out.append([])
+            out[si].append(strokes[si][pi])
+        yield out
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+
+
+def soak(a) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mnist-soak-"))
+    runs = tmp / "runs"
+    runs.mkdir()
+    server = Server(tmp, "--runs-dir", str(runs), *(["--data-dir", a.data_dir] if a.data_dir else []))
+    images = []
+    for i, kind in enumerate("0171" * 5):             # 20 distinct drawings: people never draw the same twice
+        arr = stroke_digit(kind, box=(60 + 3 * i, 60, 300 - i, 300 + i % 7))
+        Image.fromarray(arr).save(tmp / f"d{i}.png")
+        images.append((kind, tmp / f"d{i}.png"))
+    stop = threading.Event()
+    lat, errors, trains = [], [], []
+
+    def trainer():
+        c = Client(server.url + "/", verbose=False)
+        while not stop.is_set():
+            job = c.submit(15, 0.02, 0.9, 64, 6, 0.1, 7, 0.0, 1, 60000, "cpu", api_name="/train")
+            while not job.done() and not stop.is_set():
+                time.sleep(0.5)
+            if stop.is_set():
+                c.predict(api_name="/stop")
+            out = job.outputs()
+            trains.append(out[-1][0].split("data-state='")[1].split("'")[0] if out else "none")
+
+    def client(i):
+        rng = np.random.default_rng(i)
+        c = Client(server.url + "/", verbose=False)
+        n = 0
+        while not stop.is_set():
+            kind, path = images[(i + n) % len(images)]
+            t = time.perf_counter()
+            try:
+                if n % 2:
+                    label = c.predict({"background": None, "layers": [], "composite": handle_file(str(path)),
+                                       "id": None}, api_name="/classify")[0]
+                else:
+                    kind = "017"[(i + n) % 3]
+                    label = c.predict(as_value(digit_strokes(kind, rng)), api_name="/classify_strokes")[0]
+                lat.append(time.perf_counter() - t)
+                if label.get("label") not in (kind, kind + "?"):
+                    errors.append(f"wrong label {label.get('label')} for {kind}")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+            n += 1
+
+    try:
+        tr = threading.Thread(target=trainer, daemon=True)
+        tr.start()
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client, i) for i in range(8)]
+            time.sleep(a.warmup)
+            rss_warm, n_warm = server.rss_mb(), len(lat)
+            t_end = time.time() + a.minutes * 60
+            peak = rss_warm
+            while time.time() < t_end:
+                time.sleep(5)
+                peak = max(peak, server.rss_mb())
+            rss_end = server.rss_mb()
+            stop.set()
+            for f in futures:
+                f.result()
+        tr.join(60)
+        temp_mb = sum(p.stat().st_size for p in server.temp_files()) / 1e6
+        measured = lat[n_warm:]
+        print(f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), training alongside "
+              f"(runs ended as: {', '.join(trains) or 'still running'})")
+        print(f"requests {len(measured):,}  errors {len(errors)}  p50 {1000 * pct(measured, .5):.0f} ms  "
+              f"p99 {1000 * pct(measured, .99):.0f} ms")
+        print(f"server RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB "
+              f"(growth {rss_end - rss_warm:+.0f} MB, peak {peak:.0f} MB); temp dir {temp_mb:.2f} MB in "
+              f"{len(server.temp_files())} files")
+        if errors:
+            print("first errors:", errors[:5])
+    finally:
+        stop.set()
+        server.stop()
+
+
+def load(a) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mnist-load-"))
+    server = Server(tmp, "--no-train")
+    clients = [Client(server.url + "/", verbose=False) for _ in range(a.users)]
+    barrier = threading.Barrier(a.users)
+    finals, live, errors = [], [], []
+
+    def user(i):
+        rng = np.random.default_rng(100 + i)
+        kind = "017"[i % 3]
+        strokes = digit_strokes(kind, rng)
+        barrier.wait()
+        try:
+            steps = list(prefixes(strokes, a.updates + 1))
+            for part in steps[:-1]:                       # live updates while "drawing"
+                t = time.perf_counter()
+                clients[i].predict(as_value(part), api_name="/classify_strokes")
+                dt = time.perf_counter() - t
+                live.append(dt)
+                time.sleep(max(0.0, 0.1 - dt))
+            t = time.perf_counter()
+            label = clients[i].predict(as_value(steps[-1]), api_name="/classify_strokes")[0]
+            finals.append(time.perf_counter() - t)
+            if label.get("label") not in (kind, kind + "?"):
+                errors.append(f"user {i}: {label.get('label')} for {kind}")
+        except Exception as exc:
+            errors.append(f"user {i}: {type(exc).__name__}: {str(exc)[:100]}")
+
+    try:
+        with ThreadPoolExecutor(a.users) as pool:
+            list(pool.map(user, range(a.users)))
+        print(f"load: {a.users} users at once, {a.updates} live updates + the final drawing each")
+        print(f"final answer p50 {1000 * pct(finals, .5):.0f} ms, p99 {1000 * pct(finals, .99):.0f} ms; "
+              f"live updates p50 {1000 * pct(live, .5):.0f} ms, p99 {1000 * pct(live, .99):.0f} ms; "
+              f"errors {len(errors)}")
+        if errors:
+            print("errors:", errors[:5])
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("soak")
+    s.add_argument("--minutes", type=float, default=5.0)
+    s.add_argument("--warmup", type=float, default=20.0, help="seconds before the RSS baseline is taken")
+    s.add_argument("--data-dir", default=None)
+    l = sub.add_parser("load")  # noqa: E741
+    l.add_argument("--users", type=int, default=50)
+    l.add_argument("--updates", type=int, default=10)
+    a = p.parse_args()
+    soak(a) if a.cmd == "soak" else load(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Driving the app in Debian's Chromium with Playwright: shared by the browser tests, the latency
+benchmark and the README screenshots. Coordinates of strokes are fractions (0..1) of the drawing square."""
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+LABEL = "#label [data-testid='label-output-value']"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def circle(cx, cy, rx, ry, n=24):
+    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+DIGITS = {
+    # a 1: one vertical stroke, small, left of centre
+    "1": [[(0.30, 0.30), (0.31, 0.45), (0.32, 0.62)]],
+    # a 7: two strokes (bar, then diagonal), large, centred
+    "7": [[(0.15, 0.12), (0.50, 0.12), (0.85, 0.12)], [(0.85, 0.12), (0.65, 0.50), (0.45, 0.90)]],
+    # a 0: a closed loop, medium, bottom right
+    "0": [circle(0.68, 0.66, 0.14, 0.22)],
+}
+
+
+def canvas_box(pg):
+    box = pg.locator("#sketchpad canvas").first.bounding_box()
+    return box["x"], box["y"], box["width"]
+
+
+def to_screen(pg, pts):
+    x0, y0, side = canvas_box(pg)
+    return [(x0 + x * side, y0 + y * side) for x, y in pts]
+
+
+def draw(pg, strokes, steps: int = 4):
+    """Each stroke is one mouse drag through its points."""
+    for stroke in strokes:
+        pts = to_screen(pg, stroke)
+        pg.mouse.move(*pts[0])
+        pg.mouse.down()
+        for p in pts[1:]:
+            pg.mouse.move(*p, steps=steps)
+        pg.mouse.up()
+
+
+def shown_label(pg) -> str:
+    return pg.inner_text(LABEL).strip()
+
+
+def wait_label(pg, expected: str, timeout=10_000):
+    pg.wait_for_function(
+        "([sel, d]) => { const e = document.querySelector(sel); return e && e.textContent.trim() === d; }",
+        arg=[LABEL, expected], timeout=timeout)
+
+
+def strokes_on_canvas(pg) -> int:
+    return int(pg.get_attribute("#sketchpad .sketch", "data-strokes"))
+
+
+def clear(pg):
+    pg.click("#sketchpad button[aria-label='Clear canvas']")
+    wait_label(pg, "Draw a digit")
+    assert strokes_on_canvas(pg) == 0
+
+
+# Counts every change of the label's text and remembers when it happened (for "updates during a
+# stroke" and "settled after pen-up"); installed once per page.
+WATCH_LABEL_JS = """(sel) => {
+  if (window.__labels) return;
+  window.__labels = [];
+  const text = () => { const e = document.querySelector(sel); return e ? e.textContent.trim() : ''; };
+  let last = text();
+  new MutationObserver(() => {
+    const t = text();
+    if (t !== last) { last = t; window.__labels.push([performance.now(), t]); }
+  }).observe(document.querySelector('#label'), {childList: true, characterData: true, subtree: true});
+}"""
