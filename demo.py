@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -23,17 +24,23 @@ from gradio.data_classes import FileData
 from pydantic import Field
 from starlette.middleware import Middleware
 
-from mnist_core.checkpoint import CheckpointError
+from mnist_core.checkpoint import CheckpointError, load_checkpoint
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
 from mnist_core.config import LIMITS, TrainConfig
-from mnist_core.data import resolve_data_dir
+from mnist_core.data import DataError, resolve_data_dir
+from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
+from mnist_core.insight_views import CSS as INSIGHT_CSS
+from mnist_core.insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
 from mnist_core.predict import Prediction
 from mnist_core.preprocess import MAX_LAYERS, PreprocessError, check_image_file
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
+from mnist_core.runs import RunError, RunStore, differing_settings
 from mnist_core.strokes import StrokeError, strokes_to_image
+from mnist_core.train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
+from mnist_core.train_views import confusion_html as run_confusion_html
 from mnist_core.training_service import TrainingService, TrainUpdate
 from mnist_core.views import (CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html,
-                              prediction_html, progress_html, short)
+                              prediction_html, short)
 from mnist_core.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
 
 WEB = Path(__file__).resolve().parent / "mnist_core" / "web"
@@ -107,11 +114,27 @@ def sketch_canvas(**kw) -> gr.HTML:
                    js_on_load=read("sketch.js"), apply_default_css=False, **kw)
 
 
+def insight_panel(heat_id: str, look_id: str):
+    """Heat map + caption beside the look-alike training digits (the Draw tab's and the Inspect tab's)."""
+    with gr.Column(scale=1, min_width=240):
+        # inline image (HTML), not gr.Image: a live drawing must not make Gradio write a file per update
+        gr.Markdown("**Evidence for the top class**")
+        heat = gr.HTML(heat_html(None), elem_id=heat_id)
+        caption = gr.Markdown(elem_id=f"{heat_id}-caption")
+    with gr.Column(scale=2):
+        gr.Markdown("**Look-alike training digits**: the nearest in the network's own features")
+        look = gr.HTML(elem_id=look_id)
+    return heat, caption, look
+
+
 def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
               data_dir: str | None = None, download: bool = True, train_enabled: bool = True,
               max_queue: int = QUEUE_MAX, cache_max_age: int = CACHE_MAX_AGE) -> gr.Blocks:
     registry = ModelRegistry(Path(checkpoint), Path(runs_dir))
     trainer = TrainingService(Path(runs_dir), data_dir=data_dir, download=download)
+    runs = RunStore(Path(checkpoint), Path(runs_dir))
+    insight = InsightService(data_dir)   # MNIST read once; features and mistakes cached per loaded model
+    export_dir = Path(tempfile.mkdtemp(prefix="mnist-downloads-"))   # copies offered for download
     first = registry.choices()
     default_key = SHIPPED_KEY if any(k == SHIPPED_KEY for _, k in first) else (first[0][1] if first else None)
 
@@ -136,6 +159,50 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}")
         return label_value(pred), prediction_html(pred, predictor.description)
 
+    # ------------------------------------------------------------------------------ insight (issue 13)
+    def explain_drawing(drawing, model_key, show=True):
+        """/explain: evidence heat map (first output, an image), its caption, the look-alike training digits."""
+        if not show:
+            return gr.update(), gr.update(), gr.update()
+        if isinstance(drawing, PreprocessError) or model_key is None:
+            return None, f"Cannot explain: {drawing if model_key else 'no model available'}", ""
+        try:
+            return drawing_outputs(inspect_drawing(insight, registry.get(model_key), drawing))
+        except (CheckpointError, PreprocessError) as exc:
+            return None, f"Cannot explain: {exc}", ""
+
+    def explain_strokes(value, model_key, show):
+        """The page's live explanation: the same, with the heat map inline (no file per update)."""
+        if not show:
+            return gr.update(), gr.update(), gr.update()
+        try:
+            image, caption, look = explain_drawing(strokes_to_image(value), model_key, show)
+        except StrokeError as exc:
+            image, caption, look = None, f"Cannot explain: {exc}.", ""
+        return heat_html(image), caption, look
+
+    def show_mistakes(model_key, order=SORT_ORDERS[0]):
+        """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""
+        try:
+            predictor = registry.get(model_key)
+            confusion = insight.confusion(predictor, load_checkpoint(registry.paths()[model_key]))
+            found = insight.mistakes(predictor, order)
+        except (CheckpointError, KeyError) as exc:
+            return [], "", note_html(f"No model to inspect: {exc}")
+        except DataError as exc:
+            return [], confusion_html(confusion) if confusion else "", note_html(f"No mistakes gallery: {exc}.")
+        return (mistake_items(found), confusion_html(confusion, predictor.description),
+                mistakes_note(found, insight.test_size))
+
+    def explain_mistake(model_key, order, evt: gr.SelectData):
+        try:
+            predictor = registry.get(model_key)
+            m = insight.mistakes(predictor, order)[evt.index]
+        except (CheckpointError, DataError, IndexError, TypeError) as exc:
+            return heat_html(None), f"Cannot explain: {exc}", ""
+        image, caption, strip = drawing_outputs(inspect_image28(insight, predictor, m.image / 255.0))
+        return heat_html(image), f"Test digit #{m.index}: {m.caption}. {caption}", strip
+
     def choose_model(new_key, current_key):
         # Any key the registry knows now (runs trained after the page loaded too), never a path.
         if not isinstance(new_key, str) or new_key not in registry.paths():
@@ -150,28 +217,97 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
     def refresh_models(current_key):
         return gr.update(choices=registry.choices(), value=current_key)
 
-    def train_outputs(u: TrainUpdate):
+    def overlays(keys) -> list[tuple[str, list[dict]]]:
+        out = []
+        for key in keys or []:
+            try:
+                info = runs.get(key)
+                out.append((info.name, info.history))
+            except RunError:
+                pass  # deleted meanwhile: nothing to draw
+        return out
+
+    def train_outputs(u: TrainUpdate, earlier):
         table = pd.DataFrame(history_rows(u.history), columns=HISTORY_COLUMNS)
-        long = pd.DataFrame([{"epoch": h["epoch"], "split": s, "loss": h[f"{s}_loss"], "accuracy": h[f"{s}_accuracy"]}
-                             for h in u.history for s in ("train", "test")],
-                            columns=["epoch", "split", "loss", "accuracy"])
-        return progress_html(u.state, u.message, u.batch, u.batches, u.eta_seconds), table, long, long
+        loss, acc = curve_charts(u.train_points, u.test_points, u.epochs, earlier)
+        curves = curves_value(u.epochs, u.train_points, u.test_points)
+        status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress)
+        return status, table, loss, acc, curves
 
     def train(epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
-              current_key, request: gr.Request):
+              current_key, compare_keys, request: gr.Request):
         values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
                       gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
                       device=device or "auto")
         owner = request.session_hash if request is not None else ""
+        earlier = overlays(compare_keys)
         for u in trainer.stream(values, owner=owner):
-            picker = gr.update()
+            picker, results = gr.update(), (gr.update(), gr.update())
+            going = u.state in ("loading", "running")
             if u.checkpoint:
+                new_key, listed = f"runs/{u.checkpoint}", runs.choices()
                 picker = gr.update(choices=registry.choices(), value=current_key)
-            yield (*train_outputs(u), picker)
+                results = (gr.update(choices=listed, value=new_key),
+                           gr.update(choices=listed, value=[k for k in (compare_keys or []) if k != new_key] + [new_key]))
+            status, table, loss, acc, curves = train_outputs(u, earlier)
+            yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
+                   gr.update(interactive=going), *results)
 
     def stop(request: gr.Request):
         owner = request.session_hash if request is not None else None
-        return gr.update() if trainer.stop(owner) else progress_html("idle", "No run of yours is going.")
+        return gr.update() if trainer.stop(owner) else status_html("idle", "No run of yours is going.")
+
+    def show_run(key):
+        """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed."""
+        try:
+            info = runs.get(key)
+            path = runs.export(key, export_dir)
+        except (RunError, OSError) as exc:
+            return (pd.DataFrame(columns=["digit", "accuracy"]), run_confusion_html(None),
+                    None, gr.update(interactive=False), f"Cannot show that run: {exc}." if key else "")
+        bars = pd.DataFrame(per_class_rows(info.test_metrics), columns=["digit", "accuracy"])
+        note = "" if info.deletable else "The shipped model can be downloaded but never deleted."
+        return (bars, run_confusion_html(info.test_metrics, f"{info.label}: rows true digit, columns predicted"),
+                str(path), gr.update(interactive=info.deletable), note)
+
+    def ask_delete(key):
+        try:
+            info = runs.get(key)
+        except RunError as exc:
+            return gr.update(visible=False), f"Cannot delete: {exc}."
+        if not info.deletable:
+            return gr.update(visible=False), "The shipped model cannot be deleted."
+        return gr.update(visible=True), f"Delete **{info.name}** for good?"
+
+    def delete_run(key, compared, current_key):
+        try:
+            name = runs.delete(key)
+            msg = f"Deleted {name}."
+        except (RunError, OSError) as exc:
+            msg = f"Not deleted: {exc}"
+        listed = runs.choices()
+        keys = {k for _, k in listed}
+        model = current_key if current_key in keys else (SHIPPED_KEY if SHIPPED_KEY in keys else None)
+        return (gr.update(visible=False), msg, gr.update(choices=listed, value=None),
+                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]),
+                model, gr.update(choices=registry.choices(), value=model))
+
+    def compare(keys):
+        chosen = []
+        for key in keys or []:
+            try:
+                chosen.append(runs.get(key))
+            except RunError:
+                pass
+        acc, loss = compare_charts([(r.name, r.history) for r in chosen])
+        columns, rows = differing_settings(chosen)
+        return acc, loss, pd.DataFrame(rows, columns=columns)
+
+    def refresh_runs(run_key, compared):
+        listed = runs.choices()
+        keys = {k for _, k in listed}
+        return (gr.update(choices=listed, value=run_key if run_key in keys else None),
+                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]))
 
     def on_unload(request: gr.Request):
         # A closed tab must not leave an orphan run burning the CPU.
@@ -185,36 +321,78 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         with gr.Tab("Train", id="train"):
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
                         "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
-            with gr.Row():
-                n_epochs = gr.Number(defaults.epochs, label=f"Epochs ({LIMITS['epochs'][0]}-{LIMITS['epochs'][1]})", precision=0, elem_id="epochs")
-                n_samples = gr.Number(60_000, label="Training samples (1-60,000)", precision=0, elem_id="samples")
-                n_batch = gr.Number(defaults.batch_size, label="Batch size (1-4,096)", precision=0, elem_id="batch")
+            with gr.Row():  # precision=None: the server sees the number as typed, so 2.5 epochs is refused, not rounded
+                n_epochs = gr.Number(defaults.epochs, label=f"Epochs ({LIMITS['epochs'][0]}-{LIMITS['epochs'][1]})", elem_id="epochs")
+                n_samples = gr.Number(60_000, label="Training samples (1-60,000)", elem_id="samples")
+                n_batch = gr.Number(defaults.batch_size, label="Batch size (1-4,096)", elem_id="batch")
                 n_lr = gr.Number(defaults.lr, label="Learning rate", elem_id="lr")
                 n_mom = gr.Number(defaults.momentum, label="Momentum", elem_id="momentum")
             with gr.Row():
-                n_step = gr.Number(defaults.step_size, label="LR step (epochs)", precision=0, elem_id="step")
+                n_step = gr.Number(defaults.step_size, label="LR step (epochs)", elem_id="step")
                 n_gamma = gr.Number(defaults.gamma, label="LR gamma", elem_id="gamma")
                 n_rot = gr.Number(defaults.rotation, label="Rotation (+/- degrees)", elem_id="rotation")
                 n_drop = gr.Number(defaults.dropout, label="Dropout", elem_id="dropout")
-                n_seed = gr.Number(defaults.seed, label="Seed", precision=0, elem_id="seed")
+                n_seed = gr.Number(defaults.seed, label="Seed", elem_id="seed")
                 device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device",
                                      visible=torch.cuda.is_available())
             with gr.Row():
                 start_btn = gr.Button("Start training", variant="primary", elem_id="start")
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-            status = gr.HTML(progress_html("idle", "Ready."), elem_id="train-status")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
+            status = gr.HTML(status_html("idle", "Ready."), elem_id="train-status")
+            empty_loss, empty_acc = curve_charts([], [], defaults.epochs)
+            with gr.Row():
+                loss_plot = gr.HTML(empty_loss, elem_id="loss-plot")
+                acc_plot = gr.HTML(empty_acc, elem_id="acc-plot")
+            gr.Markdown("Train curves: mean over each window of about 30-40 batches (no other smoothing); "
+                        "test: once per epoch. Runs picked under *Compare* are overlaid as `test: <run>`.",
+                        elem_classes=["muted"])
             table = gr.Dataframe(pd.DataFrame(columns=HISTORY_COLUMNS), label="Per-epoch metrics",
                                  interactive=False, elem_id="history")
-            with gr.Row():
-                empty_long = pd.DataFrame(columns=["epoch", "split", "loss", "accuracy"])
-                loss_plot = gr.LinePlot(empty_long, x="epoch", y="loss", color="split", title="Loss", elem_id="loss-plot")
-                acc_plot = gr.LinePlot(empty_long, x="epoch", y="accuracy", color="split", title="Accuracy (%)", elem_id="acc-plot")
+            curves_json = gr.JSON(visible=False, elem_id="train-curves")  # for API clients (README: the /train stream)
+            with gr.Accordion("Compare runs", open=True):
+                compare_pick = gr.Dropdown(choices=runs.choices(), value=[], multiselect=True, elem_id="compare",
+                                           allow_custom_value=True,  # runs saved after the page loaded; checked by RunStore
+                                           label="Runs to compare (the shipped model and every saved run)")
+                with gr.Row():
+                    empty_cacc, empty_closs = compare_charts([])
+                    cmp_acc = gr.HTML(empty_cacc, elem_id="compare-acc")
+                    cmp_loss = gr.HTML(empty_closs, elem_id="compare-loss")
+                diff_table = gr.Dataframe(pd.DataFrame(columns=["run", "test acc %"]), interactive=False,
+                                          label="Settings that differ", elem_id="compare-table")
+            with gr.Accordion("Results of a run", open=True):
+                with gr.Row():
+                    run_pick = gr.Dropdown(choices=runs.choices(), value=None, label="Run", elem_id="run-pick", scale=3,
+                                           allow_custom_value=True)  # newer runs too; RunStore checks every key
+                    refresh_btn = gr.Button("Refresh list", elem_id="refresh-runs", scale=1)
+                    download_btn = gr.DownloadButton("Download checkpoint", value=None, elem_id="download", scale=1)
+                    delete_btn = gr.Button("Delete run", variant="stop", interactive=False, elem_id="delete", scale=1)
+                with gr.Row(visible=False, elem_id="confirm-row") as confirm_row:
+                    confirm_msg = gr.Markdown()
+                    confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="confirm-delete")
+                    cancel_btn = gr.Button("Cancel", elem_id="cancel-delete")
+                run_msg = gr.Markdown(elem_id="run-msg")
+                with gr.Row():
+                    class_bars = gr.BarPlot(pd.DataFrame(columns=["digit", "accuracy"]), x="digit", y="accuracy",
+                                            title="Test accuracy per digit (%)", elem_id="per-class")
+                    confusion = gr.HTML(run_confusion_html(None), elem_id="confusion")
 
         start_btn.click(train, [n_epochs, n_lr, n_mom, n_batch, n_step, n_gamma, n_rot, n_drop, n_seed, n_samples,
-                                device, model_key],
-                        [status, table, loss_plot, acc_plot, picker], api_name="train",
+                                device, model_key, compare_pick],
+                        [status, table, loss_plot, acc_plot, picker, curves_json, start_btn, stop_btn, run_pick,
+                         compare_pick], api_name="train",
                         concurrency_limit=2, show_progress="hidden")  # 2: a second Start is refused, not queued
         stop_btn.click(stop, None, [status], api_name="stop", show_progress="hidden", concurrency_limit=None)
+        compare_pick.change(compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
+                            show_progress="hidden")
+        run_pick.change(show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
+                        api_name="show_run", show_progress="hidden")
+        refresh_btn.click(refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private")
+        demo.load(refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private",
+                  show_progress="hidden")  # the lists as they are now, not as they were when the server started
+        delete_btn.click(ask_delete, [run_pick], [confirm_row, confirm_msg], api_visibility="private")
+        cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_visibility="private")
+        confirm_btn.click(delete_run, [run_pick, compare_pick, model_key],
+                          [confirm_row, run_msg, run_pick, compare_pick, model_key, picker], api_name="delete_run")
 
     # ------------------------------------------------------------------------------ layout
     with gr.Blocks(title="MNIST: draw a digit, train it yourself", analytics_enabled=False,
@@ -228,6 +406,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     pad = sketch_canvas(elem_id="sketchpad")
                     api_pad = ApiSketchpad(visible=False, image_mode="RGBA", type="numpy", format="png",
                                            layers=False, transforms=(), elem_id="api-sketchpad")
+                    api_heat = gr.Image(visible=False, type="numpy", format="png", elem_id="api-heat")  # /explain's image
                 with gr.Column(scale=1):
                     label = Label(value=EMPTY_MESSAGE, num_top_classes=None, label="Prediction", elem_id="label")
                     view = gr.HTML(EMPTY_VIEW, elem_id="view")
@@ -236,17 +415,50 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     model_msg = gr.Markdown("" if default_key else
                                             f"**No model found** at `{checkpoint}`: train one in the Train tab.",
                                             elem_id="model-msg")
+            show_why = gr.Checkbox(True, label="Show why: the evidence for the top class and look-alike training digits",
+                                   elem_id="show-why")
+            with gr.Row(visible=True, elem_id="why") as why_row:
+                heat, heat_caption, look = insight_panel("saliency", "lookalikes")
+        with gr.Tab("Inspect", id="inspect") as inspect_tab:
+            gr.Markdown("Where the current model goes wrong: every MNIST test digit it misreads, and its "
+                        "confusion matrix (from the checkpoint's test metrics). Click a digit to see its evidence.")
+            mistakes_msg = gr.HTML(elem_id="mistakes-note")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    order = gr.Dropdown(list(SORT_ORDERS), value=SORT_ORDERS[0], label="Sort", elem_id="mistakes-order")
+                    gallery = gr.Gallery(label="Mistakes", columns=7, height=520, allow_preview=False, format="png",
+                                         object_fit="contain", elem_id="mistakes", elem_classes="digits")
+                with gr.Column(scale=2):
+                    mistakes_confusion = gr.HTML(elem_id="mistakes-confusion")
+                    with gr.Row():
+                        m_heat, m_caption, m_look = insight_panel("mistake-saliency", "mistake-lookalikes")
         # ------------------------------------------------------------------------------ events
         # The canvas sets its value (the strokes) at most every 100 ms while the pen moves and once when it
         # lifts; always_last: while one update runs, only the newest waiting one follows (no backlog).
-        pad.change(classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
+        classified = pad.change(classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                    concurrency_id="classify")
         api_pad.change(classify, [api_pad, model_key], [label, view], api_name="classify",
                        show_progress="hidden", concurrency_id="classify")
+        # Insight: after the label (never delaying it), in its own queue; skipped while hidden.
+        why = [heat, heat_caption, look]
+        classified.then(explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
+                        trigger_mode="always_last", concurrency_limit=2, concurrency_id="explain",
+                        api_visibility="private")
+        api_pad.change(explain_drawing, [api_pad, model_key], [api_heat, heat_caption, look], api_name="explain",
+                       show_progress="hidden", concurrency_id="explain")
+        show_why.change(lambda on: gr.update(visible=on), [show_why], [why_row], api_visibility="private"
+                        ).then(explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
+                               concurrency_id="explain", api_visibility="private")
+        inspect_tab.select(show_mistakes, [model_key], [gallery, mistakes_confusion, mistakes_msg], api_name="mistakes")
+        order.change(show_mistakes, [model_key, order], [gallery, mistakes_confusion, mistakes_msg], api_visibility="private")
+        gallery.select(explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
+                       api_visibility="private", concurrency_id="explain")
         picker.input(choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
                      ).then(classify_strokes, [pad, model_key], [label, view], show_progress="hidden",
-                            concurrency_id="classify", api_visibility="private")
+                            concurrency_id="classify", api_visibility="private").then(
+                                explain_strokes, [pad, model_key, show_why], [heat, heat_caption, look],
+                                show_progress="hidden", concurrency_id="explain", api_visibility="private")
         picker.focus(refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
         if train_enabled:
             train_tab()
@@ -311,7 +523,7 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
         hosts = list(LOOPBACK_NAMES) if is_loopback(host) and not share else None
     guard = Middleware(Guard, allowed_hosts=hosts, body_limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT + 100_000)
     kw.setdefault("max_file_size", UPLOAD_LIMIT)
-    return demo.launch(server_name=host, server_port=port, share=share, css=CSS, run_history=False,
+    return demo.launch(server_name=host, server_port=port, share=share, css=CSS + INSIGHT_CSS, run_history=False,
                        enable_monitoring=False, app_kwargs={"middleware": [guard]}, **kw)
 
 

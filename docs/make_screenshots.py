@@ -2,9 +2,10 @@
 
     python docs/make_screenshots.py [--data-dir ../shared/mnist]
 
-Draws a digit with the mouse (the same helpers as the browser tests), then starts a short training
-run and captures the Train tab mid-run, once several epochs are plotted. Writes docs/draw-tab.png and
-docs/train-tab.png (palette PNGs, to keep the repository small).
+Draws a digit with the mouse (the same helpers as the browser tests), opens the Inspect tab on a
+mistake, then trains a short run to compare against and captures the Train tab mid-run with it
+overlaid. Writes docs/draw-tab.png, docs/inspect-tab.png and docs/train-tab.png (palette PNGs, to
+keep the repository small).
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 import demo
-from tests.e2e.browser import DIGITS, draw, free_port, launch_browser, wait_label
-from tests.e2e.test_browser import ROW_EPOCHS_JS, set_number
+from tests.e2e.browser import DIGITS, draw, free_port, launch_browser, set_number, wait_label, wait_state
 
 
 def save_small(png: Path) -> None:
-    Image.open(png).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+    Image.open(png).convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
 
 
 def main() -> None:
@@ -43,19 +43,52 @@ def main() -> None:
         page.wait_for_selector("#sketchpad canvas")
         draw(page, DIGITS["7"])
         wait_label(page, "7")
-        page.screenshot(path=str(ROOT / "docs" / "draw-tab.png"))
+        # the evidence and the look-alikes (the feature index of the 60,000 training digits builds once)
+        page.wait_for_function("() => { const i = document.querySelector('#saliency img'); return i && i.complete; }",
+                               timeout=60_000)
+        for _ in range(40):   # the look-alikes appear once the index is built: redraw the last stroke until then
+            if page.locator("#lookalikes .lookalikes[data-count='8']").count():
+                break
+            page.wait_for_timeout(3000)
+            page.click("#sketchpad button[aria-label='Undo']")
+            draw(page, DIGITS["7"][1:])
+            wait_label(page, "7")
+        page.screenshot(path=str(ROOT / "docs" / "draw-tab.png"), full_page=True)
+        # Inspect: the evidence for the drawing is on the Draw tab (below the canvas); the tab itself holds
+        # the mistakes gallery and the confusion matrix
+        page.set_viewport_size({"width": 1200, "height": 1100})
+        page.get_by_role("tab", name="Inspect").click()
+        page.wait_for_selector("#mistakes .gallery-item", timeout=120_000)
+        page.locator("#mistakes .gallery-item").first.click()
+        page.wait_for_function("() => { const i = document.querySelector('#mistake-saliency img'); return i && i.complete; }",
+                               timeout=60_000)
+        page.screenshot(path=str(ROOT / "docs" / "inspect-tab.png"), full_page=True)
+        # Train: an earlier run with a higher learning rate to compare against, then the recipe on 12,000
+        # samples caught mid-epoch 3 of 4, with the earlier run overlaid
+        page.set_viewport_size({"width": 1200, "height": 900})
         page.get_by_role("tab", name="Train").click()
-        set_number(page, "epochs", 8)
-        set_number(page, "samples", 12000)
+        page.wait_for_selector("#start")
+        set_number(page, "epochs", 3)
+        set_number(page, "samples", 6000)
+        set_number(page, "lr", 0.08)
         page.click("#start")
-        page.wait_for_function(f"() => ({ROW_EPOCHS_JS})().length >= 4", timeout=300_000)
-        page.wait_for_timeout(1500)  # mid-epoch: the progress bar is part-way
+        wait_state(page, ["running"], 60_000)
+        assert wait_state(page, ["finished", "failed"], 900_000) == "finished", page.inner_text("#train-status")
+        page.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '1'")
+        set_number(page, "epochs", 4)
+        set_number(page, "samples", 12000)
+        set_number(page, "lr", 0.02)
+        page.click("#start")
+        page.wait_for_function("""() => {
+            const rows = new Set([...document.querySelectorAll('#history [aria-rowindex]')].map(e => e.getAttribute('aria-rowindex'))).size - 1;
+            const t = document.querySelector("#loss-plot path[data-series='train (this run)']");
+            return rows >= 2 && t && +t.dataset.points >= 2 * 7 + 3; }""", timeout=900_000)
         page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
         page.click("#stop")
-        page.wait_for_timeout(1500)
+        wait_state(page, ["stopped", "finished"], 60_000)
         browser.close()
     app.close()
-    for name in ("draw-tab.png", "train-tab.png"):
+    for name in ("draw-tab.png", "inspect-tab.png", "train-tab.png"):
         save_small(ROOT / "docs" / name)
         print(f"docs/{name}: {(ROOT / 'docs' / name).stat().st_size // 1024} KB")
 

@@ -16,6 +16,7 @@ import torch
 from .model import Net, build_model
 
 FORMAT_VERSION = 1
+FILE_MODE = 0o644   # rw-r--r--: readable by a server running as another user, writable by the owner only
 REQUIRED_KEYS = ("format_version", "model_args", "state_dict", "normalization")
 
 
@@ -24,7 +25,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
-    """Write atomically: a temp file in the same folder, fsync, then os.replace.
+    """Write atomically: a temp file in the same folder, fsync, then os.replace; the file is mode 0644.
 
     A crash, full disk or exception at any point leaves the previous file at `path` byte-identical
     and removes the temp file; readers never see a half-written checkpoint.
@@ -34,6 +35,7 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)  # mkstemp makes 0600; a model is for every user of the app to read
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())

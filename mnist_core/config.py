@@ -58,8 +58,8 @@ class TrainConfig:
     eval_batch_size: int = 500  # measured on the 2-core CPU: 0.96 s per test pass vs 1.5 s at 1000-5000
     channels_last: bool = True  # on CPU, NHWC memory layout: 1.23x faster training steps here (cpu_tuning.py);
                                 # not measured on GPU, so not applied there
-    cuda_graphs: bool = True    # on CUDA, replay each training step as one CUDA graph: this 7k-weight net is
-                                # bound by kernel-launch overhead, not by the GPU (no effect on CPU)
+    cuda_graphs: bool = True    # on CUDA, the fast path (gpu_fast.py): 32 SGD steps per CUDA graph, epoch-wide
+                                # batches, no per-batch sync; 0.408 vs 2.99 s/epoch eager on an H100 (no effect on CPU)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -103,26 +103,97 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
 
 
-def make_config(**values) -> TrainConfig:
-    """Build a TrainConfig from loosely typed values (UI widgets send floats for ints, None for empty).
+INTEGER_FIELDS = ("epochs", "batch_size", "step_size", "seed", "eval_batch_size", "max_train_samples")
+FLOAT_FIELDS = ("lr", "momentum", "gamma", "rotation", "dropout")
+NULLABLE_FIELDS = ("max_train_samples",)   # None there means "all 60,000" (the CLI's default)
 
-    Whole-number fields accept 3.0 but refuse 3.5; empty fields fall back to the recipe's default.
-    Unknown names are refused so a typo cannot silently train with a default.
+
+def _range_text(name: str) -> str:
+    lo, hi = LIMITS[name]
+    return f"between {lo:,g} and {hi:,g}"
+
+
+def make_config(nullable: tuple[str, ...] = NULLABLE_FIELDS, **values) -> TrainConfig:
+    """Build a TrainConfig from the values a UI or API client sent, without coercion.
+
+    Whole-number fields take ints, or floats with no fractional part (JSON numbers and Gradio's
+    gr.Number send 3.0 for 3); they refuse 2.5, true/false, strings and None. Number fields take
+    ints or floats. None (an empty field) is refused everywhere except in `nullable` (by default
+    max_train_samples, where None means "all 60,000"; the web service passes nullable=()). Unknown names are refused so a typo cannot silently train with a default.
     """
-    known = {f.name: f for f in fields(TrainConfig)}
+    known = {f.name for f in fields(TrainConfig)}
     clean = {}
     for name, value in values.items():
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}")
-        if value is None or (isinstance(value, str) and value.strip() == ""):
-            continue
-        if isinstance(value, str) and name not in ("device", "rotation_interpolation"):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if name in ("epochs", "batch_size", "step_size", "seed", "eval_batch_size", "max_train_samples"):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
+        if name in INTEGER_FIELDS or name in FLOAT_FIELDS:
+            if value is None and name in nullable:
+                continue
+            kind = "a whole number" if name in INTEGER_FIELDS else "a number"
+            bad = (value is None or isinstance(value, bool) or not isinstance(value, (int, float))
+                   or (name in INTEGER_FIELDS and isinstance(value, float)
+                       and not (math.isfinite(value) and value.is_integer())))
+            if bad:
+                got = "nothing (an empty field)" if value is None else repr(value)
+                raise ConfigError(f"{name} must be {kind} {_range_text(name)}, got {got}")
+            value = int(value) if name in INTEGER_FIELDS else float(value)
+        elif value is None:
+            raise ConfigError(f"{name} must be set, got nothing (an empty field)")
         clean[name] = value
     return TrainConfig(**clean)
+
+
+# ------------------------------------------------------------------------------ training budget
+MNIST_TRAIN_SIZE = 60_000
+MNIST_TEST_SIZE = 10_000
+# CPU cost model of a run on this project's 2-core CPU, from the README's per-epoch table (~9 s of training
+# + ~1 s of evaluation per 60,000-image epoch at batch 64) plus an assumed 1 ms fixed cost per optimizer step
+# (so tiny batches count as slow). Only used to refuse runs far beyond the default recipe, whose own
+# estimate (150 s) sets the bound; the status line shows the measured pace and ETA.
+CPU_SECONDS_PER_IMAGE = 1.35e-4   # forward + backward + augmentation, per training image
+CPU_SECONDS_PER_STEP = 1.0e-3     # fixed cost of one optimizer step (Python, kernel launches, SGD update)
+CPU_SECONDS_PER_TEST_IMAGE = 1.0e-4
+
+
+def train_samples(cfg: TrainConfig, available: int = MNIST_TRAIN_SIZE) -> int:
+    return min(cfg.max_train_samples or available, available)
+
+
+def total_steps(cfg: TrainConfig, available: int = MNIST_TRAIN_SIZE) -> int:
+    """Optimizer steps of the whole run: epochs x batches per epoch (the last batch may be smaller)."""
+    return cfg.epochs * math.ceil(train_samples(cfg, available) / cfg.batch_size)
+
+
+def estimate_seconds(cfg: TrainConfig, available: int = MNIST_TRAIN_SIZE, test_size: int = MNIST_TEST_SIZE) -> float:
+    """Estimated wall time of the run on the project's 2-core CPU (training + one evaluation per epoch)."""
+    n = train_samples(cfg, available)
+    return (cfg.epochs * (n * CPU_SECONDS_PER_IMAGE + test_size * CPU_SECONDS_PER_TEST_IMAGE)
+            + total_steps(cfg, available) * CPU_SECONDS_PER_STEP)
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """What one run may cost on a shared server, and what the runs folder keeps.
+
+    Defaults: twice the default recipe (15 epochs x 938 steps, about 2.5 minutes on 2 CPU cores), so
+    the recipe itself always fits and nobody occupies the machine for half an hour by accident.
+    """
+    max_steps: int = 2 * total_steps(TrainConfig())
+    max_seconds: float = 2 * estimate_seconds(TrainConfig())
+    keep_runs: int = 20            # the runs folder keeps this many newest checkpoints
+    min_saved_samples: int = 1_000  # shorter runs (or runs with no finished epoch) are not saved
+
+    def check(self, cfg: TrainConfig, on_cpu: bool = True) -> None:
+        """ConfigError when the run is over budget (the time bound applies to CPU runs)."""
+        steps = total_steps(cfg)
+        if steps > self.max_steps:
+            raise ConfigError(
+                f"this run needs {steps:,} optimizer steps ({cfg.epochs} epochs x "
+                f"{steps // cfg.epochs:,} batches); the limit on this server is {self.max_steps:,}. "
+                f"Use fewer epochs or samples, or a larger batch")
+        if on_cpu:
+            est = estimate_seconds(cfg)
+            if est > self.max_seconds:
+                raise ConfigError(
+                    f"this run would take about {est / 60:.1f} minutes on this CPU; the limit on this server "
+                    f"is {self.max_seconds / 60:.1f} minutes. Use fewer epochs or samples")

@@ -30,7 +30,12 @@ def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch
     model.train(was_training)
     if n == 0:
         raise ValueError("evaluate() got no data")
-    confusion = confusion.cpu()
+    return metrics_from_confusion(loss_sum, confusion.cpu())
+
+
+def metrics_from_confusion(loss_sum: float, confusion: torch.Tensor) -> dict:
+    """The evaluation dict from the summed NLL and the confusion matrix (rows = true class; CPU tensor)."""
+    n = int(confusion.sum().item())
     correct = confusion.diag()
     per_class_total = confusion.sum(1)
     per_class = torch.where(per_class_total > 0, 100.0 * correct / per_class_total.clamp(min=1),

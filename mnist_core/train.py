@@ -15,11 +15,18 @@ from .checkpoint import FORMAT_VERSION
 from .config import MNIST_MEAN, MNIST_STD, ConfigError, TrainConfig
 from .data import Split
 from .evaluate import evaluate
+from .gpu_fast import FastLoop
 from .model import Net
 
 # How often (in batches) the progress callback fires. Reading the running loss forces a device
-# sync; every 10 batches keeps a progress bar smooth without slowing a GPU.
+# sync; every 10 batches keeps a progress bar smooth without slowing a GPU. (On the CUDA fast path it
+# fires at most once per graph replay of gpu_fast.STEPS_PER_GRAPH steps.)
 PROGRESS_EVERY = 10
+
+# CUDA with cuda_graphs: the fast path of gpu_fast.py (many steps per graph, epoch-wide batch making,
+# no per-batch sync). False selects the previous path (one graph per step, batches made per step),
+# kept as the reference that benchmarks/gpu_train.py and tests/test_gpu.py compare against.
+GPU_FAST_PATH = True
 
 
 class StopFlag(Protocol):
@@ -107,15 +114,19 @@ class Trainer:
 
     stop:     anything with is_set() (threading.Event); checked before every batch, so a run ends
               within one batch of being asked. The unfinished epoch is discarded.
-    on_batch: called as on_batch(done, total, running_loss, running_accuracy) every few batches.
+    on_batch: called as on_batch(done, total, running_loss, running_accuracy) every `progress_every`
+              batches and after the last; on the CUDA fast path at most once per graph replay (every
+              gpu_fast.STEPS_PER_GRAPH steps, many times a second), where stop is checked too.
     """
 
     def __init__(self, cfg: TrainConfig, train: Split, test: Split, *, stop: StopFlag | None = None,
-                 on_batch: Callable[[int, int, float, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, int, float, float], None] | None = None,
+                 progress_every: int | None = None) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.stop = stop
         self.on_batch = on_batch
+        self.progress_every = max(1, int(PROGRESS_EVERY if progress_every is None else progress_every))
         if cfg.max_train_samples is not None:
             # First N samples: a deterministic subset (MNIST's order is already mixed by writer).
             train = Split(train.images[: cfg.max_train_samples], train.labels[: cfg.max_train_samples])
@@ -132,11 +143,21 @@ class Trainer:
                                           cfg.eval_batch_size, shuffle=False, memory_format=layout)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        # On CUDA with cuda_graphs the fast loop trains (with its own fused SGD whose lr is a device
+        # tensor); self.optimizer and self.scheduler then only keep the schedule's float lr values.
+        use_graphs = cfg.cuda_graphs and self.device.type == "cuda"
+        self.fast = (FastLoop(self.model, self.train_batches.images, self.train_batches.labels,
+                              self.test_batches.images, self.test_batches.labels, batch_size=cfg.batch_size,
+                              lr=cfg.lr, momentum=cfg.momentum, rotation=cfg.rotation,
+                              interpolation=cfg.rotation_interpolation, eval_batch_size=cfg.eval_batch_size,
+                              generator=self.generator)
+                     if use_graphs and GPU_FAST_PATH else None)
         self.graphed = (GraphedStep(self.model, self.optimizer, cfg.batch_size, self.device)
-                        if cfg.cuda_graphs and self.device.type == "cuda" else None)
+                        if use_graphs and self.fast is None else None)
         self.history: list[dict] = []
         self.test_metrics: dict | None = None
         self.best: dict | None = None
+        self.last_weights: dict | None = None   # the weights the last finished epoch's metrics belong to
         self.stopped = False
 
     def _stop_requested(self) -> bool:
@@ -148,6 +169,16 @@ class Trainer:
         for epoch in range(1, self.cfg.epochs + 1):
             t0 = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
+            if self.fast is not None:
+                if not self._fast_epoch(lr, total):
+                    self.stopped = True
+                    return
+                if epoch % self.cfg.step_size == 0:   # StepLR's arithmetic, on the float lr it reports
+                    self.optimizer.param_groups[0]["lr"] = lr * self.cfg.gamma
+                metrics = self.fast.evaluate()
+                ls, cs = self.fast.sums()
+                yield self._finish_epoch(epoch, lr, ls, cs, self.fast.n, metrics, t0)
+                continue
             self.model.train()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
@@ -182,19 +213,32 @@ class Trainer:
                         graphed = self.graphed = None
                         step()
                 seen += len(y)
-                if self.on_batch is not None and (i % PROGRESS_EVERY == 0 or i == total):
+                if self.on_batch is not None and (i % self.progress_every == 0 or i == total):
                     ls, cs = self._sums(loss_sum, correct, graphed)
                     self.on_batch(i, total, ls / seen, 100.0 * cs / seen)
             self.scheduler.step()
             metrics = evaluate(self.model, self.test_batches)
             ls, cs = self._sums(loss_sum, correct, graphed)
-            record = EpochMetrics(epoch, self.cfg.epochs, lr, ls / seen, 100.0 * cs / seen,
-                                  metrics["loss"], metrics["accuracy"], time.perf_counter() - t0)
-            self.history.append(record.as_dict())
-            self.test_metrics = metrics
-            if self.best is None or record.test_accuracy > self.best["test_accuracy"]:
-                self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy, "state_dict": self._weights()}
-            yield record
+            yield self._finish_epoch(epoch, lr, ls, cs, seen, metrics, t0)
+
+    def _fast_epoch(self, lr: float, total: int) -> bool:
+        self.fast.set_lr(lr)
+        progress = None
+        if self.on_batch is not None:
+            def progress(done: int, seen: int, loss_sum: float, correct: int) -> None:
+                self.on_batch(done, total, loss_sum / seen, 100.0 * correct / seen)
+        return self.fast.train_epoch(self._stop_requested, progress, self.progress_every)
+
+    def _finish_epoch(self, epoch: int, lr: float, ls: float, cs: int, seen: int, metrics: dict,
+                      t0: float) -> EpochMetrics:
+        record = EpochMetrics(epoch, self.cfg.epochs, lr, ls / seen, 100.0 * cs / seen,
+                              metrics["loss"], metrics["accuracy"], time.perf_counter() - t0)
+        self.history.append(record.as_dict())
+        self.test_metrics = metrics
+        self.last_weights = self._weights()
+        if self.best is None or record.test_accuracy > self.best["test_accuracy"]:
+            self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy, "state_dict": self.last_weights}
+        return record
 
     def _weights(self) -> dict:
         """A detached CPU copy of the weights in the standard layout (loadable anywhere)."""
@@ -219,7 +263,7 @@ class Trainer:
         return {
             "format_version": FORMAT_VERSION,
             "model_args": self.model.model_args(),
-            "state_dict": self._weights(),
+            "state_dict": self.last_weights,   # the last *finished* epoch's, even when stopped mid-epoch
             "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
             "config": self.cfg.to_dict(),
             "history": list(self.history),

@@ -1,9 +1,12 @@
-"""Training for a shared app: one run at a time, stoppable, streamed as small updates.
+"""Training for a shared app: one run at a time, within a budget, stoppable, streamed as small updates.
 
-The web tab (and anything else) calls `stream(values, owner)` and iterates the updates. Training
-runs in a worker thread so that the stream can report progress several times a second and notice a
-stop request (Stop button, closed browser tab) between batches. Whatever happens, the finally block
-stops the worker, saves the finished epochs (never over an existing file) and releases the lock.
+The web tab (and anything else) calls `stream(values, owner)` and iterates the updates. Values are
+checked without coercion and against the TrainingBudget before anything starts. Training runs in a
+worker thread so that the stream can report progress several times a second and notice a stop request
+(Stop button, closed browser tab) between batches; the Trainer's progress callbacks become windowed
+train-curve points (train_views.Curves). An update goes out for each new point, each finished epoch
+and a heartbeat. Whatever happens, the finally block stops the worker, saves the finished epochs of a
+run on enough samples (never over an existing file), prunes the runs folder and releases the lock.
 """
 from __future__ import annotations
 
@@ -16,11 +19,14 @@ from pathlib import Path
 from typing import Iterator
 
 from .checkpoint import save_checkpoint
-from .config import ConfigError, make_config
+from .config import ConfigError, TrainingBudget, make_config, train_samples
 from .data import DataError, load_mnist
+from .runs import prune
 from .train import Trainer
+from .train_views import Curves, plural
 
 POLL_SECONDS = 0.25   # how often the stream wakes up to report progress or notice a stop
+HEARTBEAT_SECONDS = 0.5   # with no new point or epoch, a status update this often (progress, ETA)
 
 
 @dataclass
@@ -30,18 +36,27 @@ class TrainUpdate:
     history: list[dict] = field(default_factory=list)
     batch: int = 0                # progress within the current epoch
     batches: int = 0
-    eta_seconds: float | None = None
+    eta_seconds: float | None = None   # the whole run's remaining time (measured pace)
     checkpoint: str | None = None  # file name in the runs folder, once saved
+    train_points: list[tuple] = field(default_factory=list)   # (x, loss, accuracy %), capped per run
+    test_points: list[tuple] = field(default_factory=list)    # (epoch, test loss, test accuracy %)
+    images_per_s: float | None = None
+    progress: float = 0.0          # fraction of the whole run done
+    epochs: int = 0
+    test_metrics: dict | None = None   # the last evaluation (per class, confusion), at the end
 
 
 class TrainingService:
-    def __init__(self, runs_dir: Path, data_dir: str | None = None, download: bool = True) -> None:
+    def __init__(self, runs_dir: Path, data_dir: str | None = None, download: bool = True,
+                 budget: TrainingBudget | None = None) -> None:
         self.runs_dir = Path(runs_dir)
         self.data_dir = data_dir
         self.download = download
+        self.budget = budget or TrainingBudget()
         self._lock = threading.Lock()          # held for the whole of a run: one run at a time
         self._owner: str | None = None
         self._stop: threading.Event | None = None
+        self._n_train = 0
 
     @property
     def busy(self) -> bool:
@@ -55,9 +70,16 @@ class TrainingService:
         stop.set()
         return True
 
+    def check(self, values: dict):
+        """The run's config, or ConfigError: bad values, empty fields (None) or over the budget."""
+        cfg = make_config(nullable=(), **values)
+        on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not _cuda_available())
+        self.budget.check(cfg, on_cpu=on_cpu)
+        return cfg
+
     def stream(self, values: dict, owner: str = "") -> Iterator[TrainUpdate]:
         try:
-            cfg = make_config(**values)
+            cfg = self.check(values)
         except ConfigError as exc:
             yield TrainUpdate("refused", f"Not started: {exc}.")
             return
@@ -83,9 +105,17 @@ class TrainingService:
                     saved = exc
             self._owner, self._stop = None, None
             self._lock.release()
-        if isinstance(saved, str):
-            outcome.checkpoint = saved
-            outcome.message += f" Saved as {saved}; pick it in the Draw tab."
+        if trainers:
+            outcome.test_metrics = trainers[0].test_metrics
+        if isinstance(saved, tuple) and saved[0]:
+            outcome.checkpoint = saved[0]
+            outcome.message += f" Saved as {saved[0]}; pick it in the Draw tab."
+            if saved[1]:
+                outcome.message += (f" Removed the oldest {plural(len(saved[1]), 'run')} to keep the "
+                                    f"{self.budget.keep_runs} newest.")
+        elif isinstance(saved, tuple):
+            outcome.message += (f" Not saved: runs on fewer than {self.budget.min_saved_samples:,} training samples "
+                                f"are for trying settings only.")
         elif saved is not None:
             outcome.message += f" Could not save the checkpoint: {saved}"
         elif outcome.state == "stopped":
@@ -94,17 +124,19 @@ class TrainingService:
 
     def _run(self, cfg, stop: threading.Event, threads: list, trainers: list):
         """Yields progress updates; returns the final (unsaved) outcome."""
-        yield TrainUpdate("loading", "Loading MNIST...")
+        yield TrainUpdate("loading", "Loading MNIST...", epochs=cfg.epochs)
         try:
             train, test = load_mnist(self.data_dir, download=self.download)
         except DataError as exc:
-            return TrainUpdate("failed", f"Failed: {exc}")
+            return TrainUpdate("failed", f"Failed: {exc}", epochs=cfg.epochs)
+        self._n_train = train_samples(cfg, len(train))   # one run at a time: read by _save
+        curves = Curves(cfg.epochs, self._n_train, cfg.batch_size)
         events: queue.Queue = queue.Queue()
 
         def work() -> None:
             try:
                 trainer = Trainer(cfg, train, test, stop=stop,
-                                  on_batch=lambda d, t, l, a: events.put(("batch", (d, t))))
+                                  on_batch=lambda d, t, l, a: events.put(("batch", (d, t, l, a))))
                 trainers.append(trainer)
                 for record in trainer.run():
                     events.put(("epoch", record.as_dict()))
@@ -115,33 +147,49 @@ class TrainingService:
         threads.append(threading.Thread(target=work, name="mnist-training", daemon=True))
         threads[0].start()
         history: list[dict] = []
-        batch = batches = 0
-        epoch_start = time.perf_counter()
+        batch, batches = 0, curves.batches
+        run_start = epoch_start = last_yield = time.perf_counter()
+
+        def update(state: str, message: str) -> TrainUpdate:
+            done = (len(history) + (batch / batches if batches else 0)) / cfg.epochs
+            now = time.perf_counter()
+            eta = (now - run_start) * (1 - done) / done if 0 < done < 1 else None
+            ips = curves.seen(batch) / (now - epoch_start) if batch and now > epoch_start else None
+            return TrainUpdate(state, message, list(history), batch, batches, eta, None, list(curves.train),
+                               list(curves.test), ips, done, cfg.epochs)
+
         while True:
             try:
                 kind, payload = events.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 kind, payload = None, None
+            fresh = kind is not None
             if kind == "batch":
-                batch, batches = payload
+                batch, batches = payload[0], payload[1]
+                fresh = curves.on_batch(len(history) + 1, *payload)   # a new point (every 30+ batches)
             elif kind == "epoch":
                 history.append(payload)
+                curves.on_epoch(payload)
                 batch, epoch_start = 0, time.perf_counter()
             elif kind == "error":
-                return TrainUpdate("failed", f"Failed: {type(payload).__name__}: {payload}.", history)
+                return update("failed", f"Failed: {type(payload).__name__}: {payload}.")
             elif kind == "end":
                 break
             if not events.empty():
                 continue  # catch up before reporting
-            elapsed = time.perf_counter() - epoch_start
-            eta = elapsed / batch * (batches - batch) if batch else None
-            yield TrainUpdate("running", f"Epoch {len(history) + 1} of {cfg.epochs}", list(history), batch, batches, eta)
+            if not fresh and time.perf_counter() - last_yield < HEARTBEAT_SECONDS:
+                continue  # no new point or epoch: the status (batch, ETA) moves with a heartbeat only
+            last_yield = time.perf_counter()
+            yield update("running", f"Epoch {len(history) + 1} of {cfg.epochs}")
         if stop.is_set():
-            return TrainUpdate("stopped", f"Stopped after {len(history)} of {cfg.epochs} epochs.", history)
-        return TrainUpdate("finished", f"Finished: test accuracy {history[-1]['test_accuracy']:.2f}% "
-                                       f"after {cfg.epochs} epochs.", history)
+            return update("stopped", f"Stopped after {len(history)} of {plural(cfg.epochs, 'epoch')}.")
+        return update("finished", f"Finished: test accuracy {history[-1]['test_accuracy']:.2f}% "
+                                  f"after {plural(cfg.epochs, 'epoch')}.")
 
-    def _save(self, trainer: Trainer) -> str:
+    def _save(self, trainer: Trainer) -> tuple[str | None, list[str]]:
+        """(file name, pruned names); (None, []) when the run was too small to keep."""
+        if self._n_train < self.budget.min_saved_samples:
+            return None, []
         ckpt = trainer.checkpoint()
         acc = ckpt["test_metrics"]["accuracy"]
         base = f"run-{_dt.datetime.now():%Y%m%d-%H%M%S}-{acc:.2f}"
@@ -150,4 +198,10 @@ class TrainingService:
             n += 1
             name = f"{base}-{n}.pt"
         save_checkpoint(ckpt, self.runs_dir / name)
-        return name
+        gone = [g for g in prune(self.runs_dir, self.budget.keep_runs) if g != name]
+        return name, gone
+
+
+def _cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()

@@ -98,3 +98,46 @@ figcaption {font-size: .8em; opacity: .7}
 .progress {background: var(--neutral-200, #e5e7eb); height: .6em; border-radius: 3px; margin-top: .4em}
 .progress > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px; transition: width .2s}
 """
+
+
+def confusion_html(matrix, title: str = "") -> str:
+    """A 10x10 confusion matrix (rows = true digit, columns = what the model said) as an HTML heat map.
+
+    The diagonal (right answers) is shaded green by row share; errors are shaded red by their count
+    relative to the largest error, so the few mistakes stand out next to ~1,000 correct answers.
+    """
+    if matrix is None or len(matrix) == 0:
+        return "<div class='confusion' data-empty='true'><i>No evaluation stored for this model.</i></div>"
+    m = np.asarray(matrix, np.int64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or (m < 0).any():
+        raise ValueError(f"expected a square matrix of counts, got shape {m.shape}")
+    n = m.shape[0]
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    worst = max(int(off.max()), 1)
+    total, right = int(m.sum()), int(np.trace(m))
+    cell = "padding:2px 4px;text-align:right;min-width:2.2em;font-variant-numeric:tabular-nums"
+    head = "".join(f"<th style='{cell};opacity:.7'>{j}</th>" for j in range(n))
+    rows = []
+    for i in range(n):
+        tds = []
+        for j in range(n):
+            v = int(m[i, j])
+            if i == j:
+                share = v / max(int(m[i].sum()), 1)
+                bg = f"rgba(34,160,80,{0.15 + 0.45 * share:.2f})"
+            elif v:
+                bg = f"rgba(220,38,38,{0.15 + 0.75 * v / worst:.2f})"
+            else:
+                bg = "transparent"
+            shown = v if v or i == j else "&middot;"
+            tds.append(f"<td data-true='{i}' data-said='{j}' title='true {i}, predicted {j}: {v}' "
+                       f"style='{cell};background:{bg}'>{shown}</td>")
+        rows.append(f"<tr><th style='{cell};opacity:.7'>{i}</th>{''.join(tds)}</tr>")
+    caption = (f"{html.escape(title) + ': ' if title else ''}{right:,} of {total:,} right "
+               f"({100.0 * right / max(total, 1):.2f}%), {total - right} wrong")
+    return (f"<div class='confusion-wrap'><div style='margin-bottom:.3em'>{caption}</div>"
+            f"<table class='confusion' data-empty='false' data-errors='{total - right}' "
+            "style='border-collapse:collapse;font-size:.85em'>"
+            f"<thead><tr><th style='{cell};opacity:.6'>true \\ said</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")

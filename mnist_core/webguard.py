@@ -2,7 +2,8 @@
 
 - `Guard`: refuses requests whose Host is not allowed (DNS rebinding), cross-site writes (an Origin
   that is neither the Host nor allowed), and bodies over a size limit (413, before the body is read
-  into memory, also for chunked bodies without a Content-Length).
+  into memory; chunked bodies without a Content-Length are counted as they arrive, and uploads must
+  declare their length: 411 otherwise).
 - `BoundedStream`: wraps sys.stderr / sys.stdout so one request cannot flood the log: each write is
   cut to a few hundred characters and the stream has a byte budget per minute.
 - `hosting_address`: flags win, else GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860.
@@ -95,8 +96,14 @@ class Guard:
             return await _plain(send, 403, "Cross-site request refused.")
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_limit if scope.get("path", "").rstrip("/").endswith("/upload") else self.body_limit
+        upload = scope.get("path", "").rstrip("/").endswith("/upload")
+        limit = self.upload_limit if upload else self.body_limit
         declared = headers.get("content-length")
+        if upload and declared is None and scope.get("method") == "POST":
+            # Gradio spools uploads to temp files as they arrive and leaves them behind when a stream is
+            # cut off; with the length declared up front, an oversized upload is refused before any byte
+            # is stored (browsers and gradio_client always declare it).
+            return await _plain(send, 411, "Uploads must declare their Content-Length.")
         if declared is not None:
             if not declared.isdigit():
                 return await _plain(send, 400, "Bad Content-Length.")

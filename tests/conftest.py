@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Gradio's temp dir of its own for the test session: apps of other processes on the machine (and the
+# delete_cache of apps closed earlier) never touch the files of the apps under test.
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="mnist-tests-gradio-"))
 
 from mnist_core.data import write_mnist  # noqa: E402
 

@@ -86,11 +86,14 @@ class Probe:
         self.seconds = time.perf_counter() - self.t0
         self.rss_growth = self.s.rss_mb() - self.rss0
         self.log_growth = self.s.log_size() - self.log0
+        bound = max(2 * self.idle, self.idle + 0.25)
         after = classify_seconds(self.s.client)
+        if after >= bound:   # a blip from other processes on the machine, or a lasting slowdown? look again
+            after = min(after, classify_seconds(self.s.client, 9))
         assert self.seconds < ANSWER_S, f"took {self.seconds:.2f} s"
         assert self.rss_growth < RSS_GROWTH_MB, f"RSS grew {self.rss_growth:.0f} MB"
         assert self.log_growth < LOG_GROWTH, f"log grew {self.log_growth:,} bytes"
-        assert after < max(2 * self.idle, self.idle + 0.25), f"classify after: {after:.3f} s vs idle {self.idle:.3f} s"
+        assert after < bound, f"classify after: {after:.3f} s vs idle {self.idle:.3f} s"
         assert abs(self.s.rss_mb() - self.rss0) < RSS_BASELINE_MB
         return False
 
@@ -136,6 +139,18 @@ def test_log_flooding_bodies_are_bounded(server):
                          nulls[:4096]) == 413
         assert send_head(server.url, "/gradio_api/queue/join", 50_000_000, {"Content-Type": "application/json"},
                          b'{"data": ["' + b"a" * 4096) == 413
+        # the same without a Content-Length (chunked): the bytes are counted as they arrive
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("POST", "/gradio_api/call/classify", headers={"Content-Type": "application/json"},
+                         body=(nulls[i:i + 65536] for i in range(0, len(nulls), 65536)), encode_chunked=True)
+            # 413 from the guard, or 400 when FastAPI's body parser reports the cut-off stream first
+            assert conn.getresponse().status in (400, 413)
+        except (ConnectionResetError, BrokenPipeError):
+            pass   # refused while still sending
+        finally:
+            conn.close()
     # under the body limit: Gradio's validation error is logged, but cut to a few hundred characters
     nulls = json.dumps({"data": [{"background": None, "layers": [None] * 150_000, "composite": None}]}).encode()
     with Probe(server):
@@ -184,27 +199,58 @@ def test_choose_model_accepts_runs_trained_after_launch(server, shipped_checkpoi
 
 
 def test_four_bombs_and_twenty_users(server, bomb):
+    """4 parallel decompression bombs must not slow 20 normal users: their p99 stays under 1 s, or (on a
+    loaded machine, where 20 clients alone take longer) within 1.5x of the same users without bombs."""
     value = {"background": None, "layers": [], "composite": handle_file(str(bomb)), "id": None}
+    clients = [Client(server.url + "/", verbose=False) for _ in range(24)]
 
-    def bomber(_):
-        Client(server.url + "/", verbose=False).predict(value, api_name="/classify")
+    def bomber(i):
+        clients[20 + i].predict(value, api_name="/classify")
 
-    def user(_):
-        c = Client(server.url + "/", verbose=False)
+    def user(i):
         out = []
         for _ in range(3):
             t = time.perf_counter()
-            assert c.predict(payload(SEVEN), api_name="/classify_strokes")[0]["label"] == "7"
+            assert clients[i].predict(payload(SEVEN), api_name="/classify_strokes")[0]["label"] == "7"
             out.append(time.perf_counter() - t)
         return out
 
+    def p99(bombs: bool) -> float:
+        with ThreadPoolExecutor(24) as pool:
+            bombers = [pool.submit(bomber, i) for i in range(4 if bombs else 0)]
+            users = [pool.submit(user, i) for i in range(20)]
+            times = sorted(t for f in users for t in f.result())
+            for f in bombers:
+                f.result()
+        return times[int(0.99 * (len(times) - 1))]
+
     rss0 = server.rss_mb()
-    with ThreadPoolExecutor(24) as pool:
-        bombs = [pool.submit(bomber, i) for i in range(4)]
-        users = [pool.submit(user, i) for i in range(20)]
-        times = sorted(t for f in users for t in f.result())
-        for f in bombs:
-            f.result()
-    p99 = times[int(0.99 * (len(times) - 1))]
-    assert p99 < 1.0, f"p99 {p99:.2f} s over {len(times)} calls"
+    alone = p99(False)
+    with_bombs = p99(True)
+    print(f"20 users' p99: {alone:.3f} s alone, {with_bombs:.3f} s with 4 bombs")
+    assert with_bombs < max(1.0, 1.5 * alone), f"p99 {with_bombs:.2f} s with bombs vs {alone:.2f} s without"
     assert server.rss_mb() - rss0 < RSS_GROWTH_MB
+
+
+def train_status(c: Client, **over) -> str:
+    from tests.test_app import train_args
+    return c.predict(*train_args(**over), api_name="/train")[0]
+
+
+def test_training_slot_cannot_be_hogged_or_flooded_with_junk_runs(server):
+    c = server.client
+    before = sorted(p.name for p in server.runs.iterdir())
+    with Probe(server):
+        # 50 epochs of batch 1 on 60,000 samples: ~11 hours of the only training slot, refused up front
+        status = train_status(c, epochs=50, batch_size=1, samples=60_000)
+    assert "data-state='refused'" in status and "optimizer steps" in status, status[:300]
+    # a 1-sample, batch-1 run trains but is too small to be kept: no junk checkpoint for every user
+    status = train_status(c, epochs=1, batch_size=1, samples=1)
+    assert "data-state='finished'" in status and "Not saved" in status, status[:300]
+    assert sorted(p.name for p in server.runs.iterdir()) == before
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 2.5), ("epochs", True), ("epochs", None), ("samples", "12")])
+def test_whole_numbers_are_not_coerced(server, field, value):
+    status = train_status(server.client, **{field: value})
+    assert "data-state='refused'" in status, (field, value, status[:300])

@@ -1,9 +1,10 @@
 import os
+import stat
 
 import pytest
 import torch
 
-from mnist_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_core.checkpoint import CheckpointError, describe, load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 def test_round_trip_gives_identical_logits(tiny_checkpoint, tmp_path):
@@ -26,7 +27,7 @@ def test_contents(tiny_checkpoint):
 
 
 @pytest.mark.parametrize("content,words", [
-    (b"", "empty"),
+    (b"", r"is empty \(0 bytes\)"),
     (b"hello, I am not a checkpoint", "not a readable checkpoint"),
 ])
 def test_garbage_files(tmp_path, content, words):
@@ -81,8 +82,11 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(tiny_checkpoint, tmp
     save_checkpoint(load_checkpoint(tiny_checkpoint), target)
     before = target.read_bytes()
 
+    during = []
+
     def full_disk(obj, f, *a, **k):
         f.write(b"partial bytes")
+        during.append(sorted(p.name for p in tmp_path.glob("*.pt")))   # what the model picker would list
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
@@ -90,3 +94,100 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(tiny_checkpoint, tmp
         save_checkpoint({"anything": 1}, target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert during == [["model.pt"]]        # the half-written temp file is never a *.pt the picker could offer
+
+
+def test_written_readable_by_everyone_writable_by_the_owner(tiny_checkpoint, tmp_path):
+    path = save_checkpoint(load_checkpoint(tiny_checkpoint), tmp_path / "m.pt")
+    assert path == tmp_path / "m.pt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644          # mkstemp alone would leave 0600
+    os.chmod(path, 0o600)
+    save_checkpoint(load_checkpoint(tiny_checkpoint), path)      # overwriting gives 0644 again
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_save_creates_folders_and_syncs(tiny_checkpoint, tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_size), real_fsync(fd)))
+    target = tmp_path / "a" / "b" / "m.pt"
+    save_checkpoint(load_checkpoint(tiny_checkpoint), target)
+    assert target.is_file() and synced == [target.stat().st_size]    # everything was written when synced
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.pt"]      # no temp file left
+
+
+def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted(obj, f, *a, **k):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"x": 1}, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_format_version(tiny_checkpoint, tmp_path):
+    c = load_checkpoint(tiny_checkpoint)
+    c["format_version"] = 2
+    torch.save(c, tmp_path / "v2.pt")
+    with pytest.raises(CheckpointError, match="format 2; this version reads format 1"):
+        load_checkpoint(tmp_path / "v2.pt")
+
+
+@pytest.mark.parametrize("missing", ["format_version", "model_args", "state_dict", "normalization"])
+def test_each_required_key(tiny_checkpoint, tmp_path, missing):
+    c = load_checkpoint(tiny_checkpoint)
+    del c[missing]
+    torch.save(c, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="not an mnist_core checkpoint"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_not_a_dict(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not an mnist_core checkpoint"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path)
+
+
+def test_last_and_best_weights(tiny_checkpoint):
+    c = load_checkpoint(tiny_checkpoint)
+    c["best"] = {**c["best"], "state_dict": {k: v + 1 if v.is_floating_point() else v
+                                             for k, v in c["state_dict"].items()}}
+    last, best = model_from_checkpoint(c), model_from_checkpoint(c, "best")
+    assert not last.training and not best.training
+    assert torch.equal(last.head.weight, c["state_dict"]["head.weight"])
+    assert torch.equal(best.head.weight, c["state_dict"]["head.weight"] + 1)
+
+
+def test_strict_loading(tiny_checkpoint, tmp_path):
+    c = load_checkpoint(tiny_checkpoint)
+    c["state_dict"] = {k: v for k, v in c["state_dict"].items() if k != "head.weight"}
+    torch.save(c, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("ckpt,text", [
+    ({"test_metrics": {"accuracy": 99.4812}, "epochs_completed": 15, "config": {"epochs": 15}, "status": "complete"},
+     "99.48%, 15 epochs"),
+    ({"test_metrics": {"accuracy": 97.0}, "epochs_completed": 2, "config": {"epochs": 5}, "status": "stopped"},
+     "97.00%, stopped after 2/5 epochs"),
+    ({"test_metrics": None, "epochs_completed": 3, "config": {"epochs": 3}, "status": "complete"},
+     "accuracy unknown, 3 epochs"),
+    ({}, "accuracy unknown"),
+])
+def test_describe(ckpt, text):
+    assert describe(ckpt) == text
+
+
+def test_loaded_dropout_matches_the_trained_one(tiny_checkpoint):
+    c = load_checkpoint(tiny_checkpoint)
+    c["model_args"] = {**c["model_args"], "dropout": 0.3}
+    m = model_from_checkpoint(c)
+    assert m.dropout == 0.3 and all(d.p == 0.3 for d in m.modules() if isinstance(d, torch.nn.Dropout))

@@ -101,7 +101,7 @@ def test_a_50_mb_upload_is_refused_before_it_is_stored(hosted):
     status = send_head(hosted.url, "/gradio_api/upload", 50_000_000,
                        {"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\n")
     assert status == 413
-    # without a Content-Length (chunked), counting the bytes refuses it too
+    # without a Content-Length (chunked) an upload is refused at once: nothing is spooled to disk
     body, ctype = multipart({}, {"files": ("big.png", b"\0" * (demo.UPLOAD_LIMIT + 200_000))})
 
     def chunks():
@@ -113,7 +113,7 @@ def test_a_50_mb_upload_is_refused_before_it_is_stored(hosted):
     try:
         conn.request("POST", "/gradio_api/upload", body=chunks(), headers={"Content-Type": ctype},
                      encode_chunked=True)
-        assert conn.getresponse().status == 413
+        assert conn.getresponse().status == 411
     except (ConnectionResetError, BrokenPipeError):
         pass   # refused while still sending: also nothing stored
     finally:

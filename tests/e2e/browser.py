@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import shutil
 import socket
+from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"   # screenshots of each test run (git-ignored)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 LABEL = "#label [data-testid='label-output-value']"
@@ -89,3 +91,37 @@ WATCH_LABEL_JS = """(sel) => {
     if (t !== last) { last = t; window.__labels.push([performance.now(), t]); }
   }).observe(document.querySelector('#label'), {childList: true, characterData: true, subtree: true});
 }"""
+
+
+def set_number(pg, elem_id, value):
+    field = pg.locator(f"#{elem_id} input")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def train_state(pg) -> str:
+    return pg.locator("#train-status .train-status").get_attribute("data-state")
+
+
+def wait_state(pg, states, timeout=120_000) -> str:
+    """Wait until the Train tab's status is one of `states`; return it."""
+    pg.wait_for_function(
+        "(s) => s.includes(document.querySelector('#train-status .train-status').dataset.state)",
+        arg=list(states), timeout=timeout)
+    return train_state(pg)
+
+
+# Gradio 6's Dataframe draws body rows as elements carrying aria-rowindex (2, 3, ...): epoch = first word.
+ROW_EPOCHS_JS = """() => { const rows = new Map();
+  for (const e of document.querySelectorAll('#history [aria-rowindex]')) {
+    const i = +e.getAttribute('aria-rowindex');
+    if (i > 1 && !rows.has(i)) rows.set(i, e.innerText.trim().split(/\\s+/)[0]);
+  }
+  return [...rows.keys()].sort((a, b) => a - b).map(k => rows.get(k)); }"""
+
+
+def open_page(browser, url: str, height: int = 1000):
+    pg = browser.new_page(viewport={"width": 1280, "height": height})
+    pg.goto(url)
+    pg.wait_for_selector("#sketchpad canvas")
+    return pg

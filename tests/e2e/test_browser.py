@@ -11,45 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need
-from tests.e2e.browser import (CHROMIUM, DIGITS, LABEL, WATCH_LABEL_JS, clear, draw, free_port, launch_browser,
-                               shown_label, strokes_on_canvas, to_screen, wait_label)
-
-ARTIFACTS = ROOT / "tests" / "artifacts"   # screenshots of each run (git-ignored)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, synthetic_root, shipped_checkpoint):
-    need(Path(CHROMIUM).exists(), "Chromium is not installed (apt-get install -y chromium)")
-    import demo
-
-    # Synthetic data on purpose: the browser tests check the UI; real-MNIST figures are tested elsewhere.
-    app = demo.build_app(shipped_checkpoint, tmp_path_factory.mktemp("runs"), data_dir=str(synthetic_root),
-                         download=False)
-    port = free_port()
-    demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright is not installed (pip install -r requirements-dev.txt)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
+from tests.e2e.browser import (ARTIFACTS, DIGITS, LABEL, ROW_EPOCHS_JS, WATCH_LABEL_JS, clear, draw, open_page,
+                               set_number, shown_label, strokes_on_canvas, to_screen, wait_label, wait_state)
 
 
 @pytest.fixture(scope="module")
 def page(browser, server):
-    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
-    pg.goto(server)
-    pg.wait_for_selector("#sketchpad canvas")
+    pg = open_page(browser, server)
     pg.evaluate(WATCH_LABEL_JS, LABEL)
     yield pg
     pg.close()
@@ -154,28 +122,6 @@ def test_touch_draws_too(browser, server):
         ctx.close()
 
 
-def set_number(pg, elem_id, value):
-    field = pg.locator(f"#{elem_id} input")
-    field.fill(str(value))
-    field.press("Tab")
-
-
-def wait_state(pg, states, timeout):
-    pg.wait_for_function(
-        "(s) => s.includes(document.querySelector('#train-status .train-status').dataset.state)",
-        arg=list(states), timeout=timeout)
-    return pg.locator("#train-status .train-status").get_attribute("data-state")
-
-
-# Gradio 6's Dataframe draws body rows as elements carrying aria-rowindex (2, 3, ...): epoch = first word.
-ROW_EPOCHS_JS = """() => { const rows = new Map();
-  for (const e of document.querySelectorAll('#history [aria-rowindex]')) {
-    const i = +e.getAttribute('aria-rowindex');
-    if (i > 1 && !rows.has(i)) rows.set(i, e.innerText.trim().split(/\\s+/)[0]);
-  }
-  return [...rows.keys()].sort((a, b) => a - b).map(k => rows.get(k)); }"""
-
-
 def test_train_tab_run_stop_and_use_model(page):
     page.get_by_role("tab", name="Train").click()
     page.wait_for_selector("#loss-plot")
@@ -201,8 +147,8 @@ def test_train_tab_run_stop_and_use_model(page):
     wait_state(page, ["running"], 60_000)
     t0 = time.time()
     page.click("#stop")
-    assert wait_state(page, ["stopped"], 15_000) == "stopped"
-    assert time.time() - t0 < 10
+    assert wait_state(page, ["stopped"], 30_000) == "stopped"
+    assert time.time() - t0 < 30   # within a batch or two; generous for a loaded 2-core machine
     assert "Stopped after" in page.inner_text("#train-status")
 
     # the finished model is in the Draw tab's picker; classify with it

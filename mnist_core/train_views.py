@@ -1,0 +1,219 @@
+"""The Train tab's data, as pure functions: live curves, status line, per-class bars, confusion heat map.
+
+Live curves. The Trainer reports the epoch's *cumulative* mean loss and accuracy every few batches;
+`Curves` turns two such reports into the mean over the batches between them (differences of the
+cumulative sums), so each train point is the plain mean over its window of about `window` batches
+(a boxcar smoothing: ~1,900 images at batch 64, readable without hiding trends) and no point reuses
+another's batches. x is the fractional epoch, epoch - 1 + batch / batches. Test loss and accuracy
+arrive once per epoch, at x = epoch. The point count is capped: the window widens for long runs so
+that a whole run stays under MAX_TRAIN_POINTS per series, so every update is a small, bounded table.
+"""
+from __future__ import annotations
+
+import html
+import math
+
+from . import views
+
+MAX_TRAIN_POINTS = 400     # per series, for a whole run
+MIN_WINDOW = 30            # batches per train point: ~0.25 s at batch 64 on the 2-core CPU
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def window_for(epochs: int, batches: int, every: int = 10) -> int:
+    """Batches per train point: at least MIN_WINDOW, a multiple of the callback interval `every`, and
+    wide enough that epochs x batches / window <= MAX_TRAIN_POINTS (plus one end-of-epoch point each)."""
+    room = max(1, MAX_TRAIN_POINTS - epochs)
+    w = max(MIN_WINDOW, math.ceil(epochs * batches / room))
+    return every * math.ceil(w / every)
+
+
+class Curves:
+    """Accumulates train points within epochs and test points per epoch; pure, no torch, no Gradio."""
+
+    def __init__(self, epochs: int, samples: int, batch_size: int, every: int = 10) -> None:
+        self.epochs, self.samples, self.batch_size = epochs, samples, batch_size
+        self.batches = math.ceil(samples / batch_size)
+        self.window = window_for(epochs, self.batches, every)
+        self.train: list[tuple[float, float, float]] = []   # (x, loss, accuracy %)
+        self.test: list[tuple[float, float, float]] = []
+        self._epoch, self._last = 1, (0, 0, 0.0, 0.0)       # (done, seen, loss sum, correct) at the last point
+
+    def seen(self, done: int) -> int:
+        return min(done * self.batch_size, self.samples)
+
+    def on_batch(self, epoch: int, done: int, total: int, mean_loss: float, mean_acc: float) -> bool:
+        """Feed one progress report (cumulative means of the epoch so far). True if a point was added."""
+        if epoch != self._epoch:
+            self._epoch, self._last = epoch, (0, 0, 0.0, 0.0)
+        seen = self.seen(done)
+        loss_sum, correct = mean_loss * seen, mean_acc / 100.0 * seen
+        d0, s0, l0, c0 = self._last
+        if seen <= s0 or (done - d0 < self.window and done < total):
+            return False
+        n = seen - s0
+        x = epoch - 1 + done / total
+        self.train.append((round(x, 4), (loss_sum - l0) / n, 100.0 * (correct - c0) / n))
+        self._last = (done, seen, loss_sum, correct)
+        return True
+
+    def on_epoch(self, record: dict) -> None:
+        self.test.append((float(record["epoch"]), record["test_loss"], record["test_accuracy"]))
+        self._epoch, self._last = record["epoch"] + 1, (0, 0, 0.0, 0.0)
+
+
+def _r(v: float, digits: int = 4) -> float:
+    return float(f"{v:.{digits}g}")
+
+
+def curves_value(epochs: int, train: list[tuple], test: list[tuple]) -> dict:
+    """The curves as the /train API streams them (a gr.JSON output): {"epochs": E, "train": [[x, loss,
+    accuracy %], ...], "test": [[epoch, test loss, test accuracy %], ...]}, 4 significant digits."""
+    return {"epochs": epochs, "train": [[p[0], _r(p[1]), _r(p[2])] for p in train],
+            "test": [[p[0], _r(p[1]), _r(p[2])] for p in test]}
+
+
+def status_html(state: str, message: str, batch: int = 0, batches: int = 0, eta: float | None = None,
+                images_per_s: float | None = None, progress: float | None = None) -> str:
+    """The status line: message, batch within the epoch, ETA of the whole run, images/s, progress bar.
+
+    Keeps views.progress_html's structure (div.train-status[data-state]) so existing clients parse it.
+    progress: fraction of the whole run done (0-1); defaults to the batch fraction of the epoch.
+    """
+    if progress is None:
+        progress = batch / batches if batches else (1.0 if state == "finished" else 0.0)
+    parts = []
+    if state == "running" and batches:
+        parts.append(f"batch {batch} of {batches}")
+        if images_per_s:
+            parts.append(f"{images_per_s:,.0f} images/s")
+        if eta is not None:
+            parts.append(f"about {format_seconds(eta)} left")
+    detail = (" - " + ", ".join(parts)) if parts else ""
+    eta_attr = f" data-eta='{eta:.1f}'" if eta is not None and state == "running" else ""
+    return (f"<div class='train-status' data-state='{state}'{eta_attr}><div class='status-text'>"
+            f"{html.escape(message)}{html.escape(detail)}</div>"
+            f"<div class='progress'><div style='width:{100 * min(1.0, max(0.0, progress)):.1f}%'></div></div></div>")
+
+
+def format_seconds(s: float) -> str:
+    s = max(0, round(s))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
+
+
+def per_class_rows(test_metrics: dict | None) -> list[list]:
+    """[digit, accuracy %] for a bar chart, from a checkpoint's test_metrics (empty when absent)."""
+    per = (test_metrics or {}).get("per_class_accuracy")
+    if not per:
+        return []
+    return [[str(d), round(float(a), 2)] for d, a in enumerate(per) if a == a]  # NaN: digit absent from the test set
+
+
+def confusion_html(test_metrics: dict | None, title: str = "") -> str:
+    """A run's confusion matrix (rows: true digit, columns: predicted) as the app's heat map."""
+    return views.confusion_html((test_metrics or {}).get("confusion_matrix"), title)
+
+
+# ------------------------------------------------------------------------------ SVG line charts
+# Small server-rendered charts: integer epoch ticks (Gradio's LinePlot picks fractional ticks for short
+# runs and offers no tick step), a bounded size (~10 bytes per point), and data-* attributes that tests
+# and scripts can read. One <path> per series, test series also get a dot per epoch.
+PALETTE = ["#f97316", "#2563eb", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"]
+W, H, ML, MR, MT, MB = 560, 250, 52, 12, 30, 34
+
+
+def nice_step(span: float, count: int) -> float:
+    raw = span / max(1, count)
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+def epoch_ticks(x_max: float) -> list[int]:
+    """Whole-epoch ticks from 0 to x_max, at most ~10 of them (step 1, 2, 5, 10...)."""
+    top = max(1, math.ceil(x_max))
+    step = max(1, int(nice_step(top, 10)))
+    return list(range(0, step * math.ceil(top / step) + 1, step))
+
+
+THIS_RUN_COLORS = {"train (this run)": "#f97316", "test (this run)": "#16a34a"}
+
+
+def line_chart(series: list[tuple[str, list[tuple[float, float]], bool]], title: str, x_max: float,
+               elem: str = "chart") -> str:
+    """series: (name, [(x, y), ...], dots) in drawing order. Returns an SVG inside a div.chart.
+    The current run keeps its colours (THIS_RUN_COLORS); other series take the palette in order."""
+    pts = [p for _, ps, _ in series for p in ps]
+    ticks = epoch_ticks(max([x_max] + [x for x, _ in pts]))
+    x1 = ticks[-1]
+    if pts:
+        lo, hi = min(y for _, y in pts), max(y for _, y in pts)
+    else:
+        lo, hi = 0.0, 1.0
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    ystep = nice_step(hi - lo, 4)
+    y0, y1 = math.floor(lo / ystep) * ystep, math.ceil(hi / ystep) * ystep
+    pw, ph = W - ML - MR, H - MT - MB
+
+    def sx(x):
+        return ML + pw * x / x1
+
+    def sy(y):
+        return MT + ph * (1 - (y - y0) / (y1 - y0))
+
+    out = [f"<svg viewBox='0 0 {W} {H}' role='img' aria-label='{html.escape(title)}' "
+           f"style='width:100%;max-width:{W}px;height:auto;font:11px sans-serif'>",
+           f"<text x='{ML}' y='14' font-weight='bold' font-size='13'>{html.escape(title)}</text>"]
+    y = y0
+    while y <= y1 + ystep / 2:
+        out.append(f"<line x1='{ML}' x2='{W - MR}' y1='{sy(y):.0f}' y2='{sy(y):.0f}' stroke='#e5e7eb'/>"
+                   f"<text x='{ML - 4}' y='{sy(y) + 4:.0f}' text-anchor='end'>{y:.4g}</text>")
+        y += ystep
+    for t in ticks:
+        out.append(f"<line x1='{sx(t):.0f}' x2='{sx(t):.0f}' y1='{MT + ph}' y2='{MT + ph + 4}' stroke='#6b7280'/>"
+                   f"<text class='xtick' x='{sx(t):.0f}' y='{MT + ph + 16}' text-anchor='middle'>{t}</text>")
+    out.append(f"<text x='{ML + pw / 2}' y='{H - 2}' text-anchor='middle'>epoch</text>")
+    legend_x = ML + 8
+    others = [c for c in PALETTE if c not in THIS_RUN_COLORS.values()]
+    k = 0
+    for name, ps, dots in series:
+        color = THIS_RUN_COLORS.get(name)
+        if color is None:
+            color, k = others[k % len(others)], k + 1
+        xy = [(round(sx(x)), round(sy(v))) for x, v in ps]   # whole pixels, relative moves: ~7 bytes a point
+        d = "".join(f"M{a},{b}" if j == 0 else f"l{a - xy[j - 1][0]},{b - xy[j - 1][1]}" for j, (a, b) in enumerate(xy))
+        out.append(f"<path class='series' data-series='{html.escape(name)}' data-points='{len(ps)}' d='{d}' "
+                   f"fill='none' stroke='{color}' stroke-width='{2 if dots else 1.5}'/>")
+        if dots and len(ps) <= 60:
+            out.append(f"<g fill='{color}'>" + "".join(f"<circle cx='{a}' cy='{b}' r='3'/>" for a, b in xy) + "</g>")
+        out.append(f"<rect x='{legend_x}' y='{MT - 9}' width='10' height='3' fill='{color}'/>"
+                   f"<text x='{legend_x + 13}' y='{MT - 5}'>{html.escape(name)}</text>")
+        legend_x += 22 + 6 * len(name)
+    out.append("</svg>")
+    return f"<div class='chart' id='{elem}-svg' data-series-count='{len(series)}'>{''.join(out)}</div>"
+
+
+def curve_charts(train: list[tuple], test: list[tuple], epochs: int,
+                 overlays: list[tuple[str, list[dict]]] = ()) -> tuple[str, str]:
+    """(loss chart, accuracy chart) of the current run, with earlier runs' test curves overlaid."""
+    charts = []
+    for i, metric, title in ((1, "loss", "Loss"), (2, "accuracy", "Accuracy (%)")):
+        series = [(f"test: {name}", [(float(h["epoch"]), h[f"test_{metric}"]) for h in hist], False)
+                  for name, hist in overlays]
+        series.append(("train (this run)", [(p[0], p[i]) for p in train], False))
+        series.append(("test (this run)", [(p[0], p[i]) for p in test], True))
+        charts.append(line_chart(series, title, epochs, f"{metric}-chart"))
+    return charts[0], charts[1]
+
+
+def compare_charts(overlays: list[tuple[str, list[dict]]]) -> tuple[str, str]:
+    """(test accuracy chart, test loss chart) of the selected runs."""
+    x_max = max([len(h) for _, h in overlays] + [1])
+    out = []
+    for metric, title in (("accuracy", "Test accuracy (%)"), ("loss", "Test loss")):
+        series = [(name, [(float(h["epoch"]), h[f"test_{metric}"]) for h in hist], True) for name, hist in overlays]
+        out.append(line_chart(series, title, x_max, f"compare-{metric}"))
+    return out[0], out[1]

@@ -1,0 +1,190 @@
+"""The Train tab in a real browser (Debian's Chromium + Playwright): curves that grow within an epoch,
+two runs compared, the confusion matrix after a run, download and delete, Start/Stop states.
+
+Every action waits for the response it caused (a changed attribute or element, a download event),
+never a fixed sleep. The data are the small synthetic MNIST-format set (tests/conftest.py) on purpose:
+these tests check the page, not accuracy, and with batch size 2 one epoch is 600 batches, ~20 plotted
+points, a few seconds on 2 cores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, free_port, launch_browser, set_number, train_state, wait_state
+
+
+# Records, on every change of the loss chart, (train points, test points, table rows, series count).
+RECORDER_JS = """() => {
+  window.__curveLog = [];
+  const snap = () => {
+    const train = document.querySelector("#loss-plot path[data-series='train (this run)']");
+    const test = document.querySelector("#loss-plot path[data-series='test (this run)']");
+    const chart = document.querySelector('#loss-plot .chart');
+    const rows = new Set([...document.querySelectorAll('#history [aria-rowindex]')]
+      .map(e => +e.getAttribute('aria-rowindex')).filter(i => i > 1)).size;
+    window.__curveLog.push([train ? +train.dataset.points : 0, test ? +test.dataset.points : 0, rows,
+                            chart ? +chart.dataset.seriesCount : 0]);
+  };
+  new MutationObserver(snap).observe(document.querySelector('#loss-plot'), {subtree: true, childList: true,
+                                                                             attributes: true, characterData: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
+    need(Path(CHROMIUM).exists(), "Chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright is not installed (pip install -r requirements-dev.txt)")
+    import demo
+
+    runs = tmp_path_factory.mktemp("runs")
+    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    port = free_port()
+    demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.get_by_role("tab", name="Train").click()
+                page.wait_for_selector("#start")
+                yield {"page": page, "runs": runs}
+            finally:
+                browser.close()
+    finally:
+        blocks.close()
+
+
+def run(pg, epochs, lr, timeout=180_000) -> str:
+    """Start a run and wait for its end; returns the final state."""
+    set_number(pg, "epochs", epochs)
+    set_number(pg, "samples", 1200)
+    set_number(pg, "batch", 2)
+    set_number(pg, "lr", lr)
+    pg.click("#start")
+    wait_state(pg, ["loading", "running"], 30_000)
+    return wait_state(pg, ["finished", "failed", "refused", "stopped"], timeout)
+
+
+def pick(pg, elem_id, text):
+    """Choose an option of one dropdown (its own option list), then close the list."""
+    pg.click(f"#{elem_id} input")
+    pg.locator(f"#{elem_id} li.item", has_text=text).first.click()
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector(f"#{elem_id} li.item", state="detached", timeout=30_000)
+
+
+def disabled(pg, elem_id) -> bool:
+    return pg.locator(f"#{elem_id}").is_disabled()
+
+
+def series_count(pg, elem_id) -> int:
+    return int(pg.locator(f"#{elem_id} .chart").get_attribute("data-series-count"))
+
+
+def test_curves_grow_within_the_epoch_then_results_and_comparison(app):
+    pg, runs = app["page"], app["runs"]
+    assert disabled(pg, "stop") and not disabled(pg, "start")          # nothing runs yet
+    pg.evaluate(RECORDER_JS)
+    set_number(pg, "epochs", 2)
+    set_number(pg, "samples", 1200)
+    set_number(pg, "batch", 2)
+    pg.click("#start")
+    wait_state(pg, ["running"], 30_000)
+    pg.wait_for_function("() => document.querySelector('#start').disabled && !document.querySelector('#stop').disabled",
+                         timeout=30_000)                                   # Start off, Stop on while it runs
+    assert wait_state(pg, ["finished", "failed"], 180_000) == "finished", pg.inner_text("#train-status")
+    log = pg.evaluate("() => window.__curveLog")
+    before_row = [train for train, _, rows, _ in log if rows == 0]
+    growth = sorted(set(before_row))
+    assert len(growth) >= 3 and growth[-1] >= 5, log                     # several steps, 5+ points, no row yet
+    train, test, rows, _ = log[-1]
+    assert (train, test, rows) == (40, 2, 2), log[-1]                    # 20 points per epoch, 2 test points
+    pg.wait_for_function("() => !document.querySelector('#start').disabled && document.querySelector('#stop').disabled",
+                         timeout=30_000)
+    ticks = pg.locator("#loss-plot text.xtick").all_text_contents()
+    assert ticks == ["0", "1", "2"]                                      # whole epochs only
+    assert "after 2 epochs" in pg.inner_text("#train-status")
+
+    # after the run: the new run is picked under Results, with its confusion matrix and per-class accuracy
+    pg.wait_for_selector("#confusion table.confusion[data-empty='false']", timeout=30_000)
+    assert pg.locator("#confusion tbody tr").count() == 10
+    pg.screenshot(path=str(ARTIFACTS / "train-tab-after-run.png"), full_page=True)
+    first = sorted(p.name for p in runs.glob("*.pt"))
+    assert len(first) == 1
+
+    # a second run with another learning rate: the first is overlaid live, then both are compared
+    pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '1'",
+                         timeout=30_000)
+    pg.evaluate(RECORDER_JS)
+    assert run(pg, 1, 0.05) == "finished", pg.inner_text("#train-status")
+    assert max(c for *_, c in pg.evaluate("() => window.__curveLog")) == 3   # train, test, and "test: <run 1>"
+    pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '2'",
+                         timeout=30_000)
+    headers = pg.locator("#compare-table thead th").all_inner_texts()
+    assert any("lr" == h.strip() for h in headers) and not any("momentum" in h for h in headers), headers
+    assert any("epochs" == h.strip() for h in headers)                   # 2 vs 1: they differ too
+    # add the shipped model to the comparison by hand
+    pick(pg, "compare", "Shipped model")
+    pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '3'",
+                         timeout=30_000)
+    pg.screenshot(path=str(ARTIFACTS / "train-tab-compare.png"), full_page=True)
+
+
+def test_download_and_delete_with_confirmation(app):
+    pg, runs = app["page"], app["runs"]
+    files = sorted(runs.glob("*.pt"))
+    if not files:
+        assert run(pg, 1, 0.02) == "finished"
+        files = sorted(runs.glob("*.pt"))
+    target = max(files, key=lambda p: p.stat().st_mtime)
+    pick(pg, "run-pick", target.stem)
+    pg.wait_for_function("() => !document.querySelector('#delete').disabled", timeout=30_000)
+
+    with pg.expect_download(timeout=30_000) as info:
+        pg.click("#download")
+    dl = info.value
+    assert dl.suggested_filename == target.name
+    assert Path(dl.path()).read_bytes() == target.read_bytes()
+
+    pg.click("#delete")
+    pg.wait_for_selector("#confirm-delete", state="visible", timeout=30_000)
+    assert target.exists()                                                # nothing happens before confirming
+    pg.click("#cancel-delete")
+    pg.wait_for_selector("#confirm-delete", state="hidden", timeout=30_000)
+    assert target.exists()
+    pg.click("#delete")
+    pg.wait_for_selector("#confirm-delete", state="visible", timeout=30_000)
+    pg.click("#confirm-delete")
+    pg.wait_for_function("(n) => document.querySelector('#run-msg').innerText.includes('Deleted ' + n)",
+                         arg=target.name, timeout=30_000)
+    assert not target.exists()
+
+    # the shipped model can be downloaded but not deleted
+    pick(pg, "run-pick", "Shipped model")
+    pg.wait_for_function("() => document.querySelector('#run-msg').innerText.includes('never deleted')",
+                         timeout=30_000)
+    assert disabled(pg, "delete")
+
+
+@pytest.mark.parametrize("typed,words", [("2.5", "epochs must be a whole number"), ("", "got nothing (an empty field)")])
+def test_typed_values_are_checked_not_rounded(app, typed, words):
+    """The number fields pass what was typed (precision=None): 2.5 epochs is refused, not rounded to 2."""
+    pg = app["page"]
+    before = sorted(app["runs"].glob("*.pt"))
+    set_number(pg, "epochs", typed)
+    pg.evaluate("() => { document.querySelector('#train-status .train-status').dataset.seen = '1'; }")
+    pg.click("#start")   # wait for the status this click renders (a new element), not the previous one
+    pg.wait_for_function("() => { const e = document.querySelector('#train-status .train-status');"
+                         " return e && !e.dataset.seen; }", timeout=30_000)
+    assert train_state(pg) == "refused" and words in pg.inner_text("#train-status .train-status")
+    assert not disabled(pg, "start") and disabled(pg, "stop")
+    assert sorted(app["runs"].glob("*.pt")) == before
+    set_number(pg, "epochs", 1)
