@@ -181,6 +181,15 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             image, caption, look = None, f"Cannot explain: {exc}.", ""
         return heat_html(image), caption, look
 
+    def draw_update(value, model_key, show):
+        """/classify_strokes, what the canvas calls on every update: the label and view first (sent at once),
+        then, in the same request when "Show why" is on, the evidence and look-alikes. One request per
+        update, and the label never waits for the explanation."""
+        label, view = classify_strokes(value, model_key)
+        yield label, view, gr.update(), gr.update(), gr.update()
+        if show:
+            yield (label, view, *explain_strokes(value, model_key, show))
+
     def show_mistakes(model_key, order=SORT_ORDERS[0]):
         """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""
         try:
@@ -435,16 +444,12 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         # ------------------------------------------------------------------------------ events
         # The canvas sets its value (the strokes) at most every 100 ms while the pen moves and once when it
         # lifts; always_last: while one update runs, only the newest waiting one follows (no backlog).
-        classified = pad.change(classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
+        why = [heat, heat_caption, look]
+        pad.change(draw_update, [pad, model_key, show_why], [label, view, *why], api_name="classify_strokes",
                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                    concurrency_id="classify")
         api_pad.change(classify, [api_pad, model_key], [label, view], api_name="classify",
                        show_progress="hidden", concurrency_id="classify")
-        # Insight: after the label (never delaying it), in its own queue; skipped while hidden.
-        why = [heat, heat_caption, look]
-        classified.then(explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
-                        trigger_mode="always_last", concurrency_limit=2, concurrency_id="explain",
-                        api_visibility="private")
         api_pad.change(explain_drawing, [api_pad, model_key], [api_heat, heat_caption, look], api_name="explain",
                        show_progress="hidden", concurrency_id="explain")
         show_why.change(lambda on: gr.update(visible=on), [show_why], [why_row], api_visibility="private"
@@ -455,10 +460,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         gallery.select(explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
                        api_visibility="private", concurrency_id="explain")
         picker.input(choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
-                     ).then(classify_strokes, [pad, model_key], [label, view], show_progress="hidden",
-                            concurrency_id="classify", api_visibility="private").then(
-                                explain_strokes, [pad, model_key, show_why], [heat, heat_caption, look],
-                                show_progress="hidden", concurrency_id="explain", api_visibility="private")
+                     ).then(draw_update, [pad, model_key, show_why], [label, view, *why], show_progress="hidden",
+                            concurrency_id="classify", api_visibility="private")
         picker.focus(refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
         if train_enabled:
             train_tab()

@@ -90,22 +90,23 @@ def human_stroke(pg, pts, box, per_segment_ms: float):
     return pg.evaluate("performance.now()")
 
 
-def settle(pg, quiet_ms: float = 1500, timeout_s: float = 10) -> None:
-    """Wait until the view has not changed for quiet_ms."""
+def settle(pg, n0: int, quiet_ms: float = 1500, timeout_s: float = 15) -> None:
+    """Wait until the view has answered (more than n0 answers so far) and then not changed for quiet_ms."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        if pg.evaluate(f"(window.__views.length ? performance.now() - window.__views[window.__views.length-1] : 1e9) > {quiet_ms}"):
+        if pg.evaluate(f"window.__views.length > {n0} && "
+                       f"performance.now() - window.__views[window.__views.length - 1] > {quiet_ms}"):
             return
         time.sleep(0.1)
 
 
 def clear(pg, which: str):
-    if which == "app":
-        pg.click("#sketchpad button[aria-label='Clear canvas']")
-    else:
-        pg.click("#sketchpad button[aria-label='Clear canvas']")
+    """Clear the canvas and wait for the empty answer (or 3 s)."""
+    n0 = pg.evaluate("window.__views.length")
+    pg.click("#sketchpad button[aria-label='Clear canvas']")
+    if which != "app":
         select_brush(pg)
-    settle(pg, 800)
+    settle(pg, n0, 800, timeout_s=3)
 
 
 def select_brush(pg):
@@ -130,7 +131,7 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
             t_up = None
             for s in strokes:
                 t_up = human_stroke(pg, s, box, per_segment_ms=120)
-            settle(pg)
+            settle(pg, n_view0)
             views = pg.evaluate("window.__views")[n_view0:]
             after = [v for v in views if v >= t_up]
             # settled = the last answer after the pen lifted; none after it = the answer to the whole
@@ -147,7 +148,7 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
         t_up = human_stroke(pg, circle(0.5, 0.5, 0.3, 0.35, n=24), box, per_segment_ms=64)
         during = [t for t in pg.evaluate("window.__views")[n0:] if t <= t_up]
         rates.append(len(during) / ((t_up - t0) / 1000))
-        settle(pg)
+        settle(pg, n0)
         clear(pg, which)
     files = (sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0) - files0
     lat = sorted(x for x in latencies if x == x)

@@ -15,6 +15,17 @@ from .preprocess import normalize_image, prepare
 # at least 0.6 (and 99.59% of those are right); the other 36 are right only 69% of the time.
 UNSURE_BELOW = 0.6
 
+# Intra-op threads for one prediction (set per calling thread). A 28x28 forward pass is far too small
+# to split: on the 2-core machine with other work running, 2 OpenMP threads made /classify_strokes 10x
+# slower than 1 (34 vs 2.5 ms p50; with the explanation 194 vs 22 ms), and a server runs several
+# requests at once anyway. Training sets its own (training_service.TRAIN_THREADS).
+INFERENCE_THREADS = 1
+
+
+def use_inference_threads() -> None:
+    if torch.get_num_threads() != INFERENCE_THREADS:
+        torch.set_num_threads(INFERENCE_THREADS)
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -65,11 +76,13 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images28: np.ndarray) -> np.ndarray:
         """[N, 28, 28] images in [0, 1] -> [N, 10] class probabilities."""
+        use_inference_threads()
         x = torch.from_numpy(normalize_image(images28, self.mean, self.std))
         return self.model(x).exp().numpy()
 
     @torch.inference_mode()
     def predict(self, drawing) -> Prediction:
+        use_inference_threads()
         prepared = prepare(drawing)
         if prepared.empty:
             return Prediction(None, None, True, prepared.reason)

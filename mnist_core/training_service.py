@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from .checkpoint import save_checkpoint
 from .config import ConfigError, TrainingBudget, make_config, train_samples
 from .data import DataError, load_mnist
@@ -25,6 +27,10 @@ from .runs import prune
 from .train import Trainer
 from .train_views import Curves, plural
 
+# Training uses the process's default intra-op threads (all cores: 1.6x faster than 1 thread on the 2-core
+# CPU, benchmarks/results/cpu_tuning.txt), read at import, before request threads set 1 for inference
+# (predict.INFERENCE_THREADS): a new thread starts with the last value set anywhere in the process.
+TRAIN_THREADS = torch.get_num_threads()
 POLL_SECONDS = 0.25   # how often the stream wakes up to report progress or notice a stop
 HEARTBEAT_SECONDS = 0.5   # with no new point or epoch, a status update this often (progress, ETA)
 
@@ -134,6 +140,7 @@ class TrainingService:
         events: queue.Queue = queue.Queue()
 
         def work() -> None:
+            torch.set_num_threads(TRAIN_THREADS)
             try:
                 trainer = Trainer(cfg, train, test, stop=stop,
                                   on_batch=lambda d, t, l, a: events.put(("batch", (d, t, l, a))))

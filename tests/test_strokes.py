@@ -127,18 +127,20 @@ def client(tmp_path_factory, synthetic_root, shipped_checkpoint):
 
 @pytest.mark.parametrize("strokes, digit", [(SEVEN, "7"), (ONE, "1"), (ZERO, "0")])
 def test_classify_strokes_api(client, strokes, digit):
-    label, html = client.predict(payload(strokes), api_name="/classify_strokes")
+    label, html, heat, caption, lookalikes = client.predict(payload(strokes), api_name="/classify_strokes")
     assert label["label"] == digit and len(label["confidences"]) == 10
     assert "data:image/png;base64," in html
+    # "Show why" is on by default: the evidence comes in the same request, after the label
+    assert "<img class='heat'" in heat and f"Evidence for {digit}" in caption
 
 
 def test_classify_strokes_api_refuses_bad_payloads_and_keeps_working(client):
     for name in ("not json", "NaN", "far outside", "too many strokes", "too many points", "string coordinate"):
-        label, html = client.predict(BAD[name][0], api_name="/classify_strokes")
+        label, html, *_ = client.predict(BAD[name][0], api_name="/classify_strokes")
         assert label["label"] == EMPTY_MESSAGE and "Cannot classify" in html, name
         assert BAD[name][0][:60] not in html            # the payload is never echoed back
     for value in ("", payload([]), payload([[[160, 160]]])):
-        label, html = client.predict(value, api_name="/classify_strokes")
+        label, html, *_ = client.predict(value, api_name="/classify_strokes")
         assert label["label"] == EMPTY_MESSAGE and "data-empty='true'" in html
-    label, _ = client.predict(payload(SEVEN), api_name="/classify_strokes")
+    label, *_ = client.predict(payload(SEVEN), api_name="/classify_strokes")
     assert label["label"] == "7"

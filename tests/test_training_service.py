@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from mnist_core import training_service
 from mnist_core.checkpoint import load_checkpoint
@@ -192,3 +193,28 @@ def test_bad_values_are_refused_before_anything_starts(tmp_path, synthetic_root,
     updates = run_all(s, **values)
     assert [u.state for u in updates] == ["refused"] and updates[0].message.startswith("Not started")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_uses_all_threads_even_after_inference_set_one(service, monkeypatch):
+    """Requests predict with 1 intra-op thread (a new thread inherits the last value set); the training
+    worker must still train with TRAIN_THREADS."""
+    from mnist_core.predict import INFERENCE_THREADS, use_inference_threads
+
+    seen = []
+
+    class Recording(Trainer):
+        def __init__(self, *a, **kw):
+            seen.append(torch.get_num_threads())
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(training_service, "TRAIN_THREADS", INFERENCE_THREADS + 1)
+    monkeypatch.setattr(training_service, "Trainer", Recording)
+    before = torch.get_num_threads()
+    try:
+        t = threading.Thread(target=use_inference_threads)
+        t.start()
+        t.join()
+        run_all(service, **{**QUICK, "epochs": 1})
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [INFERENCE_THREADS + 1]
