@@ -24,7 +24,7 @@ from gradio.data_classes import FileData
 from pydantic import Field
 from starlette.middleware import Middleware
 
-from mnist_core.checkpoint import CheckpointError, load_checkpoint
+from mnist_core.checkpoint import CheckpointError
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
 from mnist_core.config import LIMITS, TrainConfig
 from mnist_core.data import DataError, resolve_data_dir
@@ -194,7 +194,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""
         try:
             predictor = registry.get(model_key)
-            confusion = insight.confusion(predictor, load_checkpoint(registry.paths()[model_key]))
+            confusion = insight.confusion(predictor)   # the checkpoint's stored test metrics
             found = insight.mistakes(predictor, order)
         except (CheckpointError, KeyError) as exc:
             return [], "", note_html(f"No model to inspect: {exc}")

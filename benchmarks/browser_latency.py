@@ -10,6 +10,9 @@ the Draw tab was before). Printed per app:
 - HTTP requests per answer while drawing;
 - files written to Gradio's temp dir by drawing.
 
+The app is measured twice: as it starts ("Show why" on: the evidence and look-alikes come in the same
+request, after the label) and with "Show why" off (the label alone).
+
     python benchmarks/browser_latency.py [--reps 5]
 """
 from __future__ import annotations
@@ -165,7 +168,8 @@ def main() -> None:
 
     import gradio.processing_utils
     cache = Path(gradio.processing_utils.get_upload_folder())   # GRADIO_TEMP_DIR
-    apps = {"app": demo.build_app(train_enabled=False), "baseline (gr.Sketchpad)": baseline_app()}
+    apps = {"app": demo.build_app(train_enabled=False), "app, Show why off": demo.build_app(train_enabled=False),
+            "baseline (gr.Sketchpad)": baseline_app()}
     urls = {}
     for name, app in apps.items():
         port = free_port()
@@ -178,9 +182,12 @@ def main() -> None:
             pg = browser.new_page(viewport={"width": 1280, "height": 1000})
             pg.goto(url)
             pg.wait_for_selector("#sketchpad canvas")
-            if name != "app":
+            if name.startswith("baseline"):
                 select_brush(pg)
-            results[name] = measure(pg, "app" if name == "app" else "baseline", a.reps, cache)
+            if name == "app, Show why off":   # the label alone, without the evidence and look-alikes
+                pg.click("#show-why input")
+                pg.wait_for_selector("#why", state="hidden")
+            results[name] = measure(pg, "baseline" if name.startswith("baseline") else "app", a.reps, cache)
             pg.close()
         browser.close()
     for app in apps.values():

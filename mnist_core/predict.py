@@ -59,15 +59,17 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model: torch.nn.Module, normalization: dict, name: str = "", description: str = "") -> None:
+    def __init__(self, model: torch.nn.Module, normalization: dict, name: str = "", description: str = "",
+                 test_metrics: dict | None = None) -> None:
         self.model = model.eval()
+        self.test_metrics = test_metrics   # the checkpoint's stored evaluation (the Inspect tab's confusion matrix)
         self.mean, self.std = float(normalization["mean"]), float(normalization["std"])
         self.name = name
         self.description = description
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, name: str = "") -> "Predictor":
-        return cls(model_from_checkpoint(ckpt), ckpt["normalization"], name, describe(ckpt))
+        return cls(model_from_checkpoint(ckpt), ckpt["normalization"], name, describe(ckpt), ckpt.get("test_metrics"))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Predictor":

@@ -223,11 +223,12 @@ class Trainer:
 
     def _fast_epoch(self, lr: float, total: int) -> bool:
         self.fast.set_lr(lr)
-        progress = None
-        if self.on_batch is not None:
-            def progress(done: int, seen: int, loss_sum: float, correct: int) -> None:
-                self.on_batch(done, total, loss_sum / seen, 100.0 * correct / seen)
-        return self.fast.train_epoch(self._stop_requested, progress, self.progress_every)
+        on_batch = self.on_batch
+
+        def progress(done: int, seen: int, loss_sum: float, correct: int) -> None:
+            on_batch(done, total, loss_sum / seen, 100.0 * correct / seen)
+        return self.fast.train_epoch(self._stop_requested, progress if on_batch is not None else None,
+                                     self.progress_every)
 
     def _finish_epoch(self, epoch: int, lr: float, ls: float, cs: int, seen: int, metrics: dict,
                       t0: float) -> EpochMetrics:

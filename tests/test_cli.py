@@ -6,12 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mnist_core import cli
 from mnist_core import train as train_mod
-from mnist_core.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.config import LIMITS, TrainConfig
 from tests.conftest import ROOT
 

@@ -12,7 +12,6 @@ After one short epoch the rotation does not move accuracy or loss beyond the see
 no bar on them can tell a run without rotation; the test therefore also checks the quantity that
 does separate them: the angles of the digits the network was actually fed during the run.
 """
-import math
 
 import torch
 import torch.nn.functional as F
