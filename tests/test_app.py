@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 from pathlib import Path
 
@@ -15,12 +14,7 @@ from gradio_client import Client, handle_file  # requirements-dev.txt: a missing
 import demo
 from mnist_core.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.e2e.browser import free_port  # noqa: F401  (also imported from here by other tests)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
     need(False, "gradio_client is not installed (pip install -r requirements.txt)")
 
 import demo  # noqa: E402
-from tests.test_app import free_port  # noqa: E402
+from tests.test_app import free_port, state_of  # noqa: E402
 
 PARAMS = ("epochs", "lr", "momentum", "batch_size", "step_size", "gamma", "rotation", "dropout", "seed", "samples",
           "device")
@@ -35,10 +35,6 @@ PAYLOAD_LIMIT = 20_000   # bytes per streamed update (issue 12)
 def args(**over):
     v = {**DEFAULTS, **over}
     return [v[k] for k in PARAMS]
-
-
-def state_of(status_html: str) -> str:
-    return status_html.split("data-state='")[1].split("'")[0]
 
 
 @pytest.fixture(scope="module")
