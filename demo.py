@@ -3,8 +3,9 @@
     python demo.py [--host HOST] [--port PORT] [--checkpoint checkpoints/mnist_cnn.pt] [--data-dir DIR]
                    [--no-train] [--max-queue N] [--allowed-hosts a.example,b.example] [--share]
 
-This file only wires the UI to mnist_core: preprocessing, models, training, the HTML views, the
-drawing canvas (mnist_core/web/) and the server's bounds (mnist_core/webguard.py) live there.
+This file only lays out the UI and wires its events to mnist_core: what each event does is in
+mnist_core/handlers.py, the app's components in mnist_core/components.py (the drawing canvas's front
+end in mnist_core/web/), the server's bounds in mnist_core/webguard.py.
 Per-user state is the chosen model (gr.State); the only thing shared between users is the training
 service (one run at a time) and the read-only cache of loaded models.
 """
@@ -19,99 +20,31 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import torch
-from gradio.components.image_editor import EditorData
-from gradio.data_classes import FileData
-from pydantic import Field
 from starlette.middleware import Middleware
 
-from mnist_core.checkpoint import CheckpointError
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
+from mnist_core.components import ApiSketchpad, Label, sketch_canvas
 from mnist_core.config import LIMITS, TrainConfig
-from mnist_core.data import DataError, resolve_data_dir
-from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
+from mnist_core.data import resolve_data_dir
+from mnist_core.handlers import DrawHandlers, TrainHandlers, empty_class_bars
+from mnist_core.insight import SORT_ORDERS, InsightService
 from mnist_core.insight_views import CSS as INSIGHT_CSS
-from mnist_core.insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
+from mnist_core.insight_views import heat_html
 from mnist_core.predict import Prediction
-from mnist_core.preprocess import MAX_LAYERS, PreprocessError, check_image_file
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
-from mnist_core.runs import RunError, RunStore, differing_settings
-from mnist_core.strokes import StrokeError, strokes_to_image
-from mnist_core.train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
+from mnist_core.runs import RunStore
+from mnist_core.train_views import compare_charts, curve_charts, status_html
 from mnist_core.train_views import confusion_html as run_confusion_html
-from mnist_core.training_service import TrainingService, TrainUpdate
-from mnist_core.views import (CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html,
-                              prediction_html, short)
+from mnist_core.training_service import TrainingService
+from mnist_core.views import CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, prediction_html
 from mnist_core.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
 
-WEB = Path(__file__).resolve().parent / "mnist_core" / "web"
 QUEUE_MAX = 64        # requests waiting past this get Gradio's "queue is full" instead of waiting forever
 CLASSIFY_CONCURRENCY = 4
 UPLOAD_LIMIT = 10_000_000   # bytes per uploaded file (Gradio answers 413 past it); drawings are ~10-100 KB
 BODY_LIMIT = 1_000_000      # bytes per request body elsewhere: a stroke update is a few KB, at most ~300 KB
 CACHE_MAX_AGE = 3600        # seconds: Gradio's cached files (uploads, outputs) older than this are deleted
 EMPTY_VIEW = prediction_html(Prediction(None, None, True, "nothing drawn"))
-
-
-class BoundedEditorData(EditorData):
-    """The sketchpad payload with at most MAX_LAYERS layers: a longer list fails validation at once,
-    with one short error, instead of one error (and one log line) per item."""
-    layers: list[FileData] = Field(default_factory=list, max_length=MAX_LAYERS)
-
-
-class ApiSketchpad(gr.Sketchpad):
-    """The input of the `/classify` API (kept for gradio_client scripts that send a sketchpad dict or an
-    image); hidden on the page, which draws on the stroke canvas instead.
-
-    Bounded: the blob-upload route of gr.Sketchpad is switched off (accept_blobs is no server function
-    here, so /component_server answers 404), more than MAX_LAYERS layers are refused, and every file is
-    checked by its header before Gradio decodes it, so a small PNG claiming 13,000 x 13,000 pixels
-    costs nothing. Unreadable files reach the handler as the app's own message.
-    """
-
-    data_model = BoundedEditorData
-
-    def get_block_name(self) -> str:
-        return "imageeditor"  # the same front-end component as gr.Sketchpad
-
-    def accept_blobs(self, data):  # not decorated with @server: the route is off for this component
-        raise NotImplementedError
-
-    def preprocess(self, payload):
-        try:
-            if payload is not None:
-                layers = payload.layers or []
-                if len(layers) > MAX_LAYERS:
-                    return PreprocessError(f"too many layers ({len(layers):,}; the limit is {MAX_LAYERS})")
-                for f in [payload.background, payload.composite, *layers]:
-                    if f is not None and getattr(f, "path", None):
-                        check_image_file(f.path)
-            return super().preprocess(payload)
-        except PreprocessError as exc:
-            return exc
-        except Exception as exc:  # PIL cannot open it: not an image, empty, truncated
-            return PreprocessError(f"the drawing could not be read as an image ({type(exc).__name__})")
-
-
-class Label(gr.Label):
-    """gr.Label that shows the given headline ("7?" when unsure) above the confidences, instead of
-    always the top class: an unsure guess must not look confident."""
-
-    def get_block_name(self) -> str:
-        return "label"
-
-    def postprocess(self, value):
-        if isinstance(value, dict) and isinstance(value.get("confidences"), dict) and "label" in value:
-            out = super().postprocess(value["confidences"])
-            out.label = str(value["label"])
-            return out
-        return super().postprocess(value)
-
-
-def sketch_canvas(**kw) -> gr.HTML:
-    """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON."""
-    read = lambda name: (WEB / name).read_text(encoding="utf-8")  # noqa: E731
-    return gr.HTML(value="", html_template=read("sketch.html"), css_template=read("sketch.css"),
-                   js_on_load=read("sketch.js"), apply_default_css=False, **kw)
 
 
 def insight_panel(heat_id: str, look_id: str):
@@ -138,189 +71,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
     first = registry.choices()
     default_key = SHIPPED_KEY if any(k == SHIPPED_KEY for _, k in first) else (first[0][1] if first else None)
 
-    # ------------------------------------------------------------------------------ handlers
-    def classify_strokes(value, model_key):
-        try:
-            image = strokes_to_image(value)
-        except StrokeError as exc:
-            return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}.")
-        return classify(image, model_key)
-
-    def classify(sketch, model_key):
-        if isinstance(sketch, PreprocessError):
-            return EMPTY_MESSAGE, message_html(f"Cannot classify: {sketch}")
-        if model_key is None:
-            return EMPTY_MESSAGE, message_html(f"No model available. The shipped checkpoint {checkpoint} is missing: "
-                                               "train one in the Train tab or with `python -m mnist_core train`.")
-        try:
-            predictor = registry.get(model_key)
-            pred = predictor.predict(sketch)
-        except (CheckpointError, PreprocessError) as exc:
-            return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}")
-        return label_value(pred), prediction_html(pred, predictor.description)
-
-    # ------------------------------------------------------------------------------ insight (issue 13)
-    def explain_drawing(drawing, model_key, show=True):
-        """/explain: evidence heat map (first output, an image), its caption, the look-alike training digits."""
-        if not show:
-            return gr.update(), gr.update(), gr.update()
-        if isinstance(drawing, PreprocessError) or model_key is None:
-            return None, f"Cannot explain: {drawing if model_key else 'no model available'}", ""
-        try:
-            return drawing_outputs(inspect_drawing(insight, registry.get(model_key), drawing))
-        except (CheckpointError, PreprocessError) as exc:
-            return None, f"Cannot explain: {exc}", ""
-
-    def explain_strokes(value, model_key, show):
-        """The page's live explanation: the same, with the heat map inline (no file per update)."""
-        if not show:
-            return gr.update(), gr.update(), gr.update()
-        try:
-            image, caption, look = explain_drawing(strokes_to_image(value), model_key, show)
-        except StrokeError as exc:
-            image, caption, look = None, f"Cannot explain: {exc}.", ""
-        return heat_html(image), caption, look
-
-    def draw_update(value, model_key, show):
-        """/classify_strokes, what the canvas calls on every update: the label and view first (sent at once),
-        then, in the same request when "Show why" is on, the evidence and look-alikes. One request per
-        update, and the label never waits for the explanation."""
-        label, view = classify_strokes(value, model_key)
-        yield label, view, gr.update(), gr.update(), gr.update()
-        if show:
-            yield (label, view, *explain_strokes(value, model_key, show))
-
-    def show_mistakes(model_key, order=SORT_ORDERS[0]):
-        """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""
-        try:
-            predictor = registry.get(model_key)
-            confusion = insight.confusion(predictor)   # the checkpoint's stored test metrics
-            found = insight.mistakes(predictor, order)
-        except (CheckpointError, KeyError) as exc:
-            return [], "", note_html(f"No model to inspect: {exc}")
-        except DataError as exc:
-            return [], confusion_html(confusion) if confusion else "", note_html(f"No mistakes gallery: {exc}.")
-        return (mistake_items(found), confusion_html(confusion, predictor.description),
-                mistakes_note(found, insight.test_size))
-
-    def explain_mistake(model_key, order, evt: gr.SelectData):
-        try:
-            predictor = registry.get(model_key)
-            m = insight.mistakes(predictor, order)[evt.index]
-        except (CheckpointError, DataError, IndexError, TypeError) as exc:
-            return heat_html(None), f"Cannot explain: {exc}", ""
-        image, caption, strip = drawing_outputs(inspect_image28(insight, predictor, m.image / 255.0))
-        return heat_html(image), f"Test digit #{m.index}: {m.caption}. {caption}", strip
-
-    def choose_model(new_key, current_key):
-        # Any key the registry knows now (runs trained after the page loaded too), never a path.
-        if not isinstance(new_key, str) or new_key not in registry.paths():
-            return (current_key, gr.update(value=current_key),
-                    f"No model called {short(str(new_key))!r}: pick one from the list. Still using the previous one.")
-        try:
-            predictor = registry.get(new_key)
-        except CheckpointError as exc:
-            return current_key, gr.update(value=current_key), f"Could not load that model: {exc}. Still using the previous one."
-        return new_key, gr.update(), f"Using {predictor.description}."
-
-    def refresh_models(current_key):
-        return gr.update(choices=registry.choices(), value=current_key)
-
-    def overlays(keys) -> list[tuple[str, list[dict]]]:
-        out = []
-        for key in keys or []:
-            try:
-                info = runs.get(key)
-                out.append((info.name, info.history))
-            except RunError:
-                pass  # deleted meanwhile: nothing to draw
-        return out
-
-    def train_outputs(u: TrainUpdate, earlier):
-        table = pd.DataFrame(history_rows(u.history), columns=HISTORY_COLUMNS)
-        loss, acc = curve_charts(u.train_points, u.test_points, u.epochs, earlier)
-        curves = curves_value(u.epochs, u.train_points, u.test_points)
-        status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress)
-        return status, table, loss, acc, curves
-
-    def train(epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
-              current_key, compare_keys, request: gr.Request):
-        values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
-                      gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
-                      device=device or "auto")
-        owner = request.session_hash if request is not None else ""
-        earlier = overlays(compare_keys)
-        for u in trainer.stream(values, owner=owner):
-            picker, results = gr.update(), (gr.update(), gr.update())
-            going = u.state in ("loading", "running")
-            if u.checkpoint:
-                new_key, listed = f"runs/{u.checkpoint}", runs.choices()
-                picker = gr.update(choices=registry.choices(), value=current_key)
-                results = (gr.update(choices=listed, value=new_key),
-                           gr.update(choices=listed, value=[k for k in (compare_keys or []) if k != new_key] + [new_key]))
-            status, table, loss, acc, curves = train_outputs(u, earlier)
-            yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
-                   gr.update(interactive=going), *results)
-
-    def stop(request: gr.Request):
-        owner = request.session_hash if request is not None else None
-        return gr.update() if trainer.stop(owner) else status_html("idle", "No run of yours is going.")
-
-    def show_run(key):
-        """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed."""
-        try:
-            info = runs.get(key)
-            path = runs.export(key, export_dir)
-        except (RunError, OSError) as exc:
-            return (pd.DataFrame(columns=["digit", "accuracy"]), run_confusion_html(None),
-                    None, gr.update(interactive=False), f"Cannot show that run: {exc}." if key else "")
-        bars = pd.DataFrame(per_class_rows(info.test_metrics), columns=["digit", "accuracy"])
-        note = "" if info.deletable else "The shipped model can be downloaded but never deleted."
-        return (bars, run_confusion_html(info.test_metrics, f"{info.label}: rows true digit, columns predicted"),
-                str(path), gr.update(interactive=info.deletable), note)
-
-    def ask_delete(key):
-        try:
-            info = runs.get(key)
-        except RunError as exc:
-            return gr.update(visible=False), f"Cannot delete: {exc}."
-        if not info.deletable:
-            return gr.update(visible=False), "The shipped model cannot be deleted."
-        return gr.update(visible=True), f"Delete **{info.name}** for good?"
-
-    def delete_run(key, compared, current_key):
-        try:
-            name = runs.delete(key)
-            msg = f"Deleted {name}."
-        except (RunError, OSError) as exc:
-            msg = f"Not deleted: {exc}"
-        listed = runs.choices()
-        keys = {k for _, k in listed}
-        model = current_key if current_key in keys else (SHIPPED_KEY if SHIPPED_KEY in keys else None)
-        return (gr.update(visible=False), msg, gr.update(choices=listed, value=None),
-                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]),
-                model, gr.update(choices=registry.choices(), value=model))
-
-    def compare(keys):
-        chosen = []
-        for key in keys or []:
-            try:
-                chosen.append(runs.get(key))
-            except RunError:
-                pass
-        acc, loss = compare_charts([(r.name, r.history) for r in chosen])
-        columns, rows = differing_settings(chosen)
-        return acc, loss, pd.DataFrame(rows, columns=columns)
-
-    def refresh_runs(run_key, compared):
-        listed = runs.choices()
-        keys = {k for _, k in listed}
-        return (gr.update(choices=listed, value=run_key if run_key in keys else None),
-                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]))
-
-    def on_unload(request: gr.Request):
-        # A closed tab must not leave an orphan run burning the CPU.
-        trainer.stop(request.session_hash)
+    draw = DrawHandlers(registry, insight, Path(checkpoint))
+    tr = TrainHandlers(trainer, runs, registry, export_dir)
 
     # ------------------------------------------------------------------------------ Train tab
     def train_tab():
@@ -381,26 +133,26 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     cancel_btn = gr.Button("Cancel", elem_id="cancel-delete")
                 run_msg = gr.Markdown(elem_id="run-msg")
                 with gr.Row():
-                    class_bars = gr.BarPlot(pd.DataFrame(columns=["digit", "accuracy"]), x="digit", y="accuracy",
+                    class_bars = gr.BarPlot(empty_class_bars(), x="digit", y="accuracy",
                                             title="Test accuracy per digit (%)", elem_id="per-class")
                     confusion = gr.HTML(run_confusion_html(None), elem_id="confusion")
 
-        start_btn.click(train, [n_epochs, n_lr, n_mom, n_batch, n_step, n_gamma, n_rot, n_drop, n_seed, n_samples,
+        start_btn.click(tr.train, [n_epochs, n_lr, n_mom, n_batch, n_step, n_gamma, n_rot, n_drop, n_seed, n_samples,
                                 device, model_key, compare_pick],
                         [status, table, loss_plot, acc_plot, picker, curves_json, start_btn, stop_btn, run_pick,
                          compare_pick], api_name="train",
                         concurrency_limit=2, show_progress="hidden")  # 2: a second Start is refused, not queued
-        stop_btn.click(stop, None, [status], api_name="stop", show_progress="hidden", concurrency_limit=None)
-        compare_pick.change(compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
+        stop_btn.click(tr.stop, None, [status], api_name="stop", show_progress="hidden", concurrency_limit=None)
+        compare_pick.change(tr.compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
                             show_progress="hidden")
-        run_pick.change(show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
+        run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
                         api_name="show_run", show_progress="hidden")
-        refresh_btn.click(refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private")
-        demo.load(refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private",
+        refresh_btn.click(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private")
+        demo.load(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private",
                   show_progress="hidden")  # the lists as they are now, not as they were when the server started
-        delete_btn.click(ask_delete, [run_pick], [confirm_row, confirm_msg], api_visibility="private")
+        delete_btn.click(tr.ask_delete, [run_pick], [confirm_row, confirm_msg], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_visibility="private")
-        confirm_btn.click(delete_run, [run_pick, compare_pick, model_key],
+        confirm_btn.click(tr.delete_run, [run_pick, compare_pick, model_key],
                           [confirm_row, run_msg, run_pick, compare_pick, model_key, picker], api_name="delete_run")
 
     # ------------------------------------------------------------------------------ layout
@@ -445,27 +197,27 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         # The canvas sets its value (the strokes) at most every 100 ms while the pen moves and once when it
         # lifts; always_last: while one update runs, only the newest waiting one follows (no backlog).
         why = [heat, heat_caption, look]
-        pad.change(draw_update, [pad, model_key, show_why], [label, view, *why], api_name="classify_strokes",
+        pad.change(draw.draw_update, [pad, model_key, show_why], [label, view, *why], api_name="classify_strokes",
                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                    concurrency_id="classify")
-        api_pad.change(classify, [api_pad, model_key], [label, view], api_name="classify",
+        api_pad.change(draw.classify, [api_pad, model_key], [label, view], api_name="classify",
                        show_progress="hidden", concurrency_id="classify")
-        api_pad.change(explain_drawing, [api_pad, model_key], [api_heat, heat_caption, look], api_name="explain",
+        api_pad.change(draw.explain_drawing, [api_pad, model_key], [api_heat, heat_caption, look], api_name="explain",
                        show_progress="hidden", concurrency_id="explain")
         show_why.change(lambda on: gr.update(visible=on), [show_why], [why_row], api_visibility="private"
-                        ).then(explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
+                        ).then(draw.explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
                                concurrency_id="explain", api_visibility="private")
-        inspect_tab.select(show_mistakes, [model_key], [gallery, mistakes_confusion, mistakes_msg], api_name="mistakes")
-        order.change(show_mistakes, [model_key, order], [gallery, mistakes_confusion, mistakes_msg], api_visibility="private")
-        gallery.select(explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
+        inspect_tab.select(draw.show_mistakes, [model_key], [gallery, mistakes_confusion, mistakes_msg], api_name="mistakes")
+        order.change(draw.show_mistakes, [model_key, order], [gallery, mistakes_confusion, mistakes_msg], api_visibility="private")
+        gallery.select(draw.explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
                        api_visibility="private", concurrency_id="explain")
-        picker.input(choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
-                     ).then(draw_update, [pad, model_key, show_why], [label, view, *why], show_progress="hidden",
+        picker.input(draw.choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
+                     ).then(draw.draw_update, [pad, model_key, show_why], [label, view, *why], show_progress="hidden",
                             concurrency_id="classify", api_visibility="private")
-        picker.focus(refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
+        picker.focus(draw.refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
         if train_enabled:
             train_tab()
-            demo.unload(on_unload)
+            demo.unload(tr.on_unload)
     demo.queue(max_size=max_queue)
     return demo
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
+from mnist_core.components import Label  # noqa: E402
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry  # noqa: E402
 from mnist_core.views import EMPTY_MESSAGE, label_value, message_html, prediction_html  # noqa: E402
 from tests.e2e.browser import DIGITS, circle, free_port, launch_browser  # noqa: E402
@@ -62,7 +63,7 @@ def baseline_app() -> gr.Blocks:
         pad = gr.Sketchpad(canvas_size=(320, 320), image_mode="RGBA", type="numpy", format="png", layers=False,
                            transforms=(), brush=gr.Brush(default_size=11, colors=["#000000"], color_mode="fixed"),
                            elem_id="sketchpad")
-        label = demo.Label(value=EMPTY_MESSAGE, elem_id="label")
+        label = Label(value=EMPTY_MESSAGE, elem_id="label")
         view = gr.HTML("", elem_id="view")
         pad.change(classify, pad, [label, view], trigger_mode="always_last", show_progress="hidden")
     return app

@@ -66,6 +66,7 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     import demo
+    from mnist_core.strokes import DEFAULT_SIDE
     from mnist_core.predict import Predictor
     from mnist_core.preprocess import prepare
     from tests.drawing import stroke_digit
@@ -83,8 +84,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     Image.fromarray(sketch800).save(tmp / "s800.png")
-    small = np.asarray(Image.fromarray(sketch800).resize((demo.CANVAS, demo.CANVAS), Image.BILINEAR))
-    Image.fromarray(small).save(tmp / f"s{demo.CANVAS}.png")
+    small = np.asarray(Image.fromarray(sketch800).resize((DEFAULT_SIDE, DEFAULT_SIDE), Image.BILINEAR))
+    Image.fromarray(small).save(tmp / f"s{DEFAULT_SIDE}.png")
 
     with gr.Blocks() as floor:
         t_in, t_out = gr.Textbox(), gr.Textbox()
@@ -107,7 +108,7 @@ def main() -> None:
         "floor: 800x800 image echo": lambda: fc.predict(handle_file(str(tmp / "s800.png")), api_name="/echo_image"),
         "floor: 800x800 image in, text out": lambda: fc.predict(handle_file(str(tmp / "s800.png")), api_name="/image_in"),
         "/classify 800x800 sketch": lambda: ac.predict(sk(tmp / "s800.png"), api_name="/classify"),
-        f"/classify {demo.CANVAS}x{demo.CANVAS} sketch (the app's canvas)": lambda: ac.predict(sk(tmp / f"s{demo.CANVAS}.png"), api_name="/classify"),
+        f"/classify {DEFAULT_SIDE}x{DEFAULT_SIDE} sketch (the app's canvas)": lambda: ac.predict(sk(tmp / f"s{DEFAULT_SIDE}.png"), api_name="/classify"),
     }
     for fn in calls.values():  # warm-up
         for _ in range(3):

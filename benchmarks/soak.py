@@ -121,11 +121,13 @@ def soak(a) -> None:
             time.sleep(a.warmup)
             rss_warm, n_warm = server.rss_mb(), len(lat)
             t_end = time.time() + a.minutes * 60
-            peak = rss_warm
+            series = [(0.0, rss_warm)]                  # (seconds after warm-up, RSS MB) every 5 s
+            t_warm = time.time()
             while time.time() < t_end:
                 time.sleep(5)
-                peak = max(peak, server.rss_mb())
-            rss_end = server.rss_mb()
+                series.append((time.time() - t_warm, server.rss_mb()))
+            rss_end = series[-1][1]
+            peak = max(r for _, r in series)
             stop.set()
             for f in futures:
                 f.result()
@@ -139,6 +141,10 @@ def soak(a) -> None:
         print(f"server RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB "
               f"(growth {rss_end - rss_warm:+.0f} MB, peak {peak:.0f} MB); temp dir {temp_mb:.2f} MB in "
               f"{len(server.temp_files())} files")
+        half = [r for t, r in series if t >= series[-1][0] / 2]
+        print(f"second half: RSS {half[0]:.0f} -> {half[-1]:.0f} MB (growth {half[-1] - half[0]:+.0f} MB, "
+              f"range {min(half):.0f}-{max(half):.0f} MB)")
+        print("RSS every minute (MB):", " ".join(f"{r:.0f}" for _, r in series[::12]))
         if errors:
             print("first errors:", errors[:5])
     finally:

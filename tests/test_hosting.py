@@ -13,6 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import demo
+from mnist_core import handlers
 from mnist_core.webguard import hosting_address, parse_hosts
 from tests.conftest import ROOT
 from tests.e2e.browser import free_port
@@ -139,13 +140,13 @@ def test_uploads_land_in_gradio_temp_dir_and_expire(hosted, tmp_path):
 def test_a_full_queue_answers_queue_is_full_then_recovers(synthetic_root, shipped_checkpoint, tmp_path, monkeypatch):
     """max_queue=2: with the 4 workers busy and 2 waiting, further requests are turned away at once."""
     gate = threading.Event()
-    real = demo.strokes_to_image
+    real = handlers.read_strokes
 
     def slow(value):
         gate.wait(30)
         return real(value)
 
-    monkeypatch.setattr(demo, "strokes_to_image", slow)
+    monkeypatch.setattr(handlers, "read_strokes", slow)
     blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
                             train_enabled=False, max_queue=2)
     port = free_port()

@@ -9,6 +9,7 @@ import pytest
 from gradio_client import Client
 
 import demo
+from mnist_core.components import Label
 from mnist_core.predict import UNSURE_BELOW, Prediction
 from mnist_core.strokes import (MAX_POINTS, MAX_STROKES, StrokeError, parse_strokes, render_strokes,
                                 strokes_to_image)
@@ -79,6 +80,7 @@ BAD = {
     "too many points": (payload([[[1.0, 1.0]] * (MAX_POINTS + 1)]), "too many points"),
     "too long": ("x" * 500_001, "too large"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    "drawing not a bool": (payload(SEVEN, drawing="yes"), "drawing must be true or false"),
 }
 
 
@@ -88,6 +90,12 @@ def test_bad_payloads_get_a_short_clear_message(name):
     with pytest.raises(StrokeError) as e:
         parse_strokes(value)
     assert words in str(e.value) and len(str(e.value)) < 120
+
+
+def test_the_pen_state_is_read_and_optional():
+    assert parse_strokes(payload(SEVEN, drawing=True)).pen_down is True
+    assert parse_strokes(payload(SEVEN, drawing=False)).pen_down is False
+    assert parse_strokes(payload(SEVEN)).pen_down is False      # older pages and API scripts: a finished drawing
 
 
 def test_a_one_point_stroke_is_a_dot_not_an_error():
@@ -111,7 +119,7 @@ def test_unsure_label_never_looks_confident():
     eight[8], eight[3] = UNSURE_BELOW - 0.01, 1 - (UNSURE_BELOW - 0.01) - 0.08
     assert "maybe an 8" in prediction_html(Prediction(eight / eight.sum(), np.zeros((28, 28), np.float32), False))
     # what the page's Label shows: the headline as given, the 10 confidences sorted
-    out = demo.Label(num_top_classes=None).postprocess(label_value(unsure))
+    out = Label(num_top_classes=None).postprocess(label_value(unsure))
     assert out.label == "7?" and len(out.confidences) == 10 and out.confidences[0].label == "7"
 
 

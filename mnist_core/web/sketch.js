@@ -68,9 +68,12 @@ function fit() {
 new ResizeObserver(fit).observe(canvas);
 fit();
 
+// "drawing": the pen is still down. The server then sends the label only and keeps the slower
+// explanation ("Show why") for the update sent when the pen lifts.
 function value() {
-  const all = current && current.length ? strokes.concat([current]) : strokes;
-  return JSON.stringify({ width: SIDE, height: SIDE, brush: BRUSH, strokes: all });
+  const down = !!(current && current.length);
+  const all = down ? strokes.concat([current]) : strokes;
+  return JSON.stringify({ width: SIDE, height: SIDE, brush: BRUSH, strokes: all, drawing: down });
 }
 
 function send() {

@@ -1,0 +1,81 @@
+"""The app's own Gradio components: small subclasses of Gradio's, and the stroke canvas loader.
+
+- ApiSketchpad: the input of the `/classify` API, bounded (no blob route, few layers, headers checked).
+- Label: a gr.Label that shows the headline it is given ("7?" when unsure).
+- sketch_canvas: the Draw tab's canvas, a gr.HTML custom component whose front end lives in web/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from gradio.components.image_editor import EditorData
+from gradio.data_classes import FileData
+from pydantic import Field
+
+from .preprocess import MAX_LAYERS, PreprocessError, check_image_file
+
+WEB = Path(__file__).resolve().parent / "web"
+
+
+class BoundedEditorData(EditorData):
+    """The sketchpad payload with at most MAX_LAYERS layers: a longer list fails validation at once,
+    with one short error, instead of one error (and one log line) per item."""
+    layers: list[FileData] = Field(default_factory=list, max_length=MAX_LAYERS)
+
+
+class ApiSketchpad(gr.Sketchpad):
+    """The input of the `/classify` API (kept for gradio_client scripts that send a sketchpad dict or an
+    image); hidden on the page, which draws on the stroke canvas instead.
+
+    Bounded: the blob-upload route of gr.Sketchpad is switched off (accept_blobs is no server function
+    here, so /component_server answers 404), more than MAX_LAYERS layers are refused, and every file is
+    checked by its header before Gradio decodes it, so a small PNG claiming 13,000 x 13,000 pixels
+    costs nothing. Unreadable files reach the handler as the app's own message (a PreprocessError).
+    """
+
+    data_model = BoundedEditorData
+
+    def get_block_name(self) -> str:
+        return "imageeditor"  # the same front-end component as gr.Sketchpad
+
+    def accept_blobs(self, data):  # not decorated with @server: the route is off for this component
+        raise NotImplementedError
+
+    def preprocess(self, payload):
+        try:
+            if payload is not None:
+                layers = payload.layers or []
+                if len(layers) > MAX_LAYERS:
+                    return PreprocessError(f"too many layers ({len(layers):,}; the limit is {MAX_LAYERS})")
+                for f in [payload.background, payload.composite, *layers]:
+                    if f is not None and getattr(f, "path", None):
+                        check_image_file(f.path)
+            return super().preprocess(payload)
+        except PreprocessError as exc:
+            return exc
+        except Exception as exc:  # PIL cannot open it: not an image, empty, truncated
+            return PreprocessError(f"the drawing could not be read as an image ({type(exc).__name__})")
+
+
+class Label(gr.Label):
+    """gr.Label that shows the given headline ("7?" when unsure) above the confidences, instead of
+    always the top class: an unsure guess must not look confident."""
+
+    def get_block_name(self) -> str:
+        return "label"
+
+    def postprocess(self, value):
+        if isinstance(value, dict) and isinstance(value.get("confidences"), dict) and "label" in value:
+            out = super().postprocess(value["confidences"])
+            out.label = str(value["label"])
+            return out
+        return super().postprocess(value)
+
+
+def sketch_canvas(**kw) -> gr.HTML:
+    """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON
+    (front end: web/sketch.html, sketch.css, sketch.js; no JS build)."""
+    read = lambda name: (WEB / name).read_text(encoding="utf-8")  # noqa: E731
+    return gr.HTML(value="", html_template=read("sketch.html"), css_template=read("sketch.css"),
+                   js_on_load=read("sketch.js"), apply_default_css=False, **kw)

@@ -1,0 +1,244 @@
+"""The app's event handlers: what each button, canvas update and API call does.
+
+Plain methods over the app's services (model registry, insight, run store, training service), returning
+the values Gradio shows; demo.py builds the layout and wires these to events. `gr.update(...)` is
+Gradio's "change only these properties" value (a plain dict), so the handlers stay testable without a
+running server (tests/test_handlers.py).
+
+Draw: /classify_strokes (the canvas), /classify and /explain (sketchpad dict or image), /mistakes,
+choosing a model. Train: /train (a stream), /stop, run results, compare, delete.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .checkpoint import CheckpointError
+from .data import DataError
+from .insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
+from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
+from .preprocess import PreprocessError
+from .registry import SHIPPED_KEY, ModelRegistry
+from .runs import RunError, RunStore, differing_settings
+from .strokes import StrokeError, read_strokes
+from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
+from .train_views import confusion_html as run_confusion_html
+from .training_service import TrainingService, TrainUpdate
+from .views import EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html, prediction_html, short
+
+KEEP = gr.update()   # leave this output as it is
+
+
+class DrawHandlers:
+    """The Draw and Inspect tabs. Per-user state is only the chosen model's key."""
+
+    def __init__(self, registry: ModelRegistry, insight: InsightService, checkpoint: Path) -> None:
+        self.registry, self.insight, self.checkpoint = registry, insight, checkpoint
+
+    def classify(self, sketch, model_key):
+        """/classify: a drawing (image array, None, or the input's PreprocessError) -> label, view HTML."""
+        if isinstance(sketch, PreprocessError):
+            return EMPTY_MESSAGE, message_html(f"Cannot classify: {sketch}")
+        if model_key is None:
+            return EMPTY_MESSAGE, message_html(f"No model available. The shipped checkpoint {self.checkpoint} is "
+                                               "missing: train one in the Train tab or with `python -m mnist_core train`.")
+        try:
+            predictor = self.registry.get(model_key)
+            pred = predictor.predict(sketch)
+        except (CheckpointError, PreprocessError) as exc:
+            return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}")
+        return label_value(pred), prediction_html(pred, predictor.description)
+
+    def explain_drawing(self, drawing, model_key, show=True):
+        """/explain: evidence heat map (an image), its caption, the look-alike training digits (HTML)."""
+        if not show:
+            return KEEP, KEEP, KEEP
+        if isinstance(drawing, PreprocessError) or model_key is None:
+            return None, f"Cannot explain: {drawing if model_key else 'no model available'}", ""
+        try:
+            return drawing_outputs(inspect_drawing(self.insight, self.registry.get(model_key), drawing))
+        except (CheckpointError, PreprocessError) as exc:
+            return None, f"Cannot explain: {exc}", ""
+
+    def _explain_image(self, image, model_key):
+        """The page's explanation of a rendered drawing: the heat map inline (no file per update)."""
+        heat, caption, look = self.explain_drawing(image, model_key, True)
+        return heat_html(heat), caption, look
+
+    def explain_strokes(self, value, model_key, show):
+        """The explanation of the canvas's drawing (when "Show why" is switched on)."""
+        if not show:
+            return KEEP, KEEP, KEEP
+        try:
+            image, _ = read_strokes(value)
+        except StrokeError as exc:
+            return heat_html(None), f"Cannot explain: {exc}.", ""
+        return self._explain_image(image, model_key)
+
+    def draw_update(self, value, model_key, show):
+        """/classify_strokes, what the canvas calls on every update (label, view, heat, caption, look-alikes).
+
+        The label and view are sent first. With "Show why" on, the evidence and look-alikes follow in the
+        same request, but only once the pen has lifted: while it is down ("drawing": true) each update is
+        the label alone, so the live label never waits for an explanation of a drawing about to change.
+        """
+        try:
+            image, pen_down = read_strokes(value)
+        except StrokeError as exc:
+            yield EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}."), KEEP, KEEP, KEEP
+            if show:
+                yield EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}."), heat_html(None), f"Cannot explain: {exc}.", ""
+            return
+        label, view = self.classify(image, model_key)
+        yield label, view, KEEP, KEEP, KEEP
+        if show and not pen_down:
+            yield (label, view, *self._explain_image(image, model_key))
+
+    def show_mistakes(self, model_key, order=SORT_ORDERS[0]):
+        """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""
+        try:
+            predictor = self.registry.get(model_key)
+            confusion = self.insight.confusion(predictor)   # the checkpoint's stored test metrics
+            found = self.insight.mistakes(predictor, order)
+        except (CheckpointError, KeyError) as exc:
+            return [], "", note_html(f"No model to inspect: {exc}")
+        except DataError as exc:
+            return [], confusion_html(confusion) if confusion else "", note_html(f"No mistakes gallery: {exc}.")
+        return (mistake_items(found), confusion_html(confusion, predictor.description),
+                mistakes_note(found, self.insight.test_size))
+
+    def explain_mistake(self, model_key, order, evt: gr.SelectData):
+        try:
+            predictor = self.registry.get(model_key)
+            m = self.insight.mistakes(predictor, order)[evt.index]
+        except (CheckpointError, DataError, IndexError, TypeError) as exc:
+            return heat_html(None), f"Cannot explain: {exc}", ""
+        image, caption, strip = drawing_outputs(inspect_image28(self.insight, predictor, m.image / 255.0))
+        return heat_html(image), f"Test digit #{m.index}: {m.caption}. {caption}", strip
+
+    def choose_model(self, new_key, current_key):
+        """Any key the registry knows now (runs trained after the page loaded too), never a path."""
+        if not isinstance(new_key, str) or new_key not in self.registry.paths():
+            return (current_key, gr.update(value=current_key),
+                    f"No model called {short(str(new_key))!r}: pick one from the list. Still using the previous one.")
+        try:
+            predictor = self.registry.get(new_key)
+        except CheckpointError as exc:
+            return current_key, gr.update(value=current_key), f"Could not load that model: {exc}. Still using the previous one."
+        return new_key, KEEP, f"Using {predictor.description}."
+
+    def refresh_models(self, current_key):
+        return gr.update(choices=self.registry.choices(), value=current_key)
+
+
+def empty_class_bars() -> pd.DataFrame:
+    return pd.DataFrame(columns=["digit", "accuracy"])
+
+
+class TrainHandlers:
+    """The Train tab: one training service shared by all users (one run at a time), the saved runs."""
+
+    def __init__(self, trainer: TrainingService, runs: RunStore, registry: ModelRegistry, export_dir: Path) -> None:
+        self.trainer, self.runs, self.registry, self.export_dir = trainer, runs, registry, export_dir
+
+    def overlays(self, keys) -> list[tuple[str, list[dict]]]:
+        out = []
+        for key in keys or []:
+            try:
+                info = self.runs.get(key)
+                out.append((info.name, info.history))
+            except RunError:
+                pass  # deleted meanwhile: nothing to draw
+        return out
+
+    @staticmethod
+    def outputs(u: TrainUpdate, earlier):
+        """One update of the stream -> status HTML, per-epoch table, loss and accuracy charts, curves JSON."""
+        table = pd.DataFrame(history_rows(u.history), columns=HISTORY_COLUMNS)
+        loss, acc = curve_charts(u.train_points, u.test_points, u.epochs, earlier)
+        curves = curves_value(u.epochs, u.train_points, u.test_points)
+        status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress)
+        return status, table, loss, acc, curves
+
+    def train(self, epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
+              current_key, compare_keys, request: gr.Request):
+        """/train: streams (status, table, loss, acc, model picker, curves, start, stop, run pick, compare)."""
+        values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
+                      gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
+                      device=device or "auto")
+        owner = request.session_hash if request is not None else ""
+        earlier = self.overlays(compare_keys)
+        for u in self.trainer.stream(values, owner=owner):
+            picker, results = KEEP, (KEEP, KEEP)
+            going = u.state in ("loading", "running")
+            if u.checkpoint:
+                new_key, listed = f"runs/{u.checkpoint}", self.runs.choices()
+                picker = gr.update(choices=self.registry.choices(), value=current_key)
+                results = (gr.update(choices=listed, value=new_key),
+                           gr.update(choices=listed, value=[k for k in (compare_keys or []) if k != new_key] + [new_key]))
+            status, table, loss, acc, curves = self.outputs(u, earlier)
+            yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
+                   gr.update(interactive=going), *results)
+
+    def stop(self, request: gr.Request):
+        owner = request.session_hash if request is not None else None
+        return KEEP if self.trainer.stop(owner) else status_html("idle", "No run of yours is going.")
+
+    def on_unload(self, request: gr.Request):
+        """A closed tab must not leave an orphan run burning the CPU."""
+        self.trainer.stop(request.session_hash)
+
+    def show_run(self, key):
+        """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note."""
+        try:
+            info = self.runs.get(key)
+            path = self.runs.export(key, self.export_dir)
+        except (RunError, OSError) as exc:
+            return (empty_class_bars(), run_confusion_html(None), None, gr.update(interactive=False),
+                    f"Cannot show that run: {exc}." if key else "")
+        bars = pd.DataFrame(per_class_rows(info.test_metrics), columns=["digit", "accuracy"])
+        note = "" if info.deletable else "The shipped model can be downloaded but never deleted."
+        return (bars, run_confusion_html(info.test_metrics, f"{info.label}: rows true digit, columns predicted"),
+                str(path), gr.update(interactive=info.deletable), note)
+
+    def ask_delete(self, key):
+        try:
+            info = self.runs.get(key)
+        except RunError as exc:
+            return gr.update(visible=False), f"Cannot delete: {exc}."
+        if not info.deletable:
+            return gr.update(visible=False), "The shipped model cannot be deleted."
+        return gr.update(visible=True), f"Delete **{info.name}** for good?"
+
+    def delete_run(self, key, compared, current_key):
+        """/delete_run: (confirm row, message, run pick, compare pick, model key, model picker)."""
+        try:
+            msg = f"Deleted {self.runs.delete(key)}."
+        except (RunError, OSError) as exc:
+            msg = f"Not deleted: {exc}"
+        listed = self.runs.choices()
+        keys = {k for _, k in listed}
+        model = current_key if current_key in keys else (SHIPPED_KEY if SHIPPED_KEY in keys else None)
+        return (gr.update(visible=False), msg, gr.update(choices=listed, value=None),
+                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]),
+                model, gr.update(choices=self.registry.choices(), value=model))
+
+    def compare(self, keys):
+        """/compare: accuracy and loss charts of the chosen runs, and the settings in which they differ."""
+        chosen = []
+        for key in keys or []:
+            try:
+                chosen.append(self.runs.get(key))
+            except RunError:
+                pass
+        acc, loss = compare_charts([(r.name, r.history) for r in chosen])
+        columns, rows = differing_settings(chosen)
+        return acc, loss, pd.DataFrame(rows, columns=columns)
+
+    def refresh_runs(self, run_key, compared):
+        listed = self.runs.choices()
+        keys = {k for _, k in listed}
+        return (gr.update(choices=listed, value=run_key if run_key in keys else None),
+                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]))
