@@ -36,31 +36,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 import torch
 
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+from benchmarks.common import fmt as _fmt  # noqa: E402
+from benchmarks.common import pct, rss_mb, timed  # noqa: E402
+from tests.e2e.browser import free_port  # noqa: E402
 
 
 def fmt(name, ms):
-    return f"{name}: p50 {pct(ms, 50):.2f} ms, p90 {pct(ms, 90):.2f} ms (n={len(ms)})"
+    return _fmt(name, ms, high=90)
 
 
-def timed(fn, n):
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@torch.inference_mode()
 def deletion_score(predictor, img: np.ndarray, attr: np.ndarray | None, ks, rng) -> float:
     """Mean probability of the original class after blacking out the top-k ink pixels (k in ks)."""
     ink = np.flatnonzero(img.ravel() > 0)
@@ -206,7 +190,6 @@ def app_part(a) -> None:
     # A private cache folder: another app on this machine closing (and cleaning its cache) must not
     # delete the files this one serves. Set before Gradio is imported.
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="explain-bench-"))
-    import socket
     from gradio_client import Client, handle_file
     from PIL import Image
     from tests.drawing import stroke_digit
@@ -217,9 +200,7 @@ def app_part(a) -> None:
     spec.loader.exec_module(demo)
     print(f"\n6. through gradio_client ({a.demo}); torch {torch.get_num_threads()} threads in the app, "
           f"load average {os.getloadavg()[0]:.1f}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = demo.build_app(data_dir=a.data_dir, download=False)
     demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     try:

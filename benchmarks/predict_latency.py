@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,29 +27,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 from PIL import Image
 
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+from benchmarks.common import fmt, pct, timed  # noqa: E402
+from tests.e2e.browser import free_port  # noqa: E402
 
 
-def fmt(name, ms):
-    return f"{name}: p50 {pct(ms, 50):.2f} ms, p99 {pct(ms, 99):.2f} ms (n={len(ms)})"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def timed_calls(fn, n):
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
 
 
 def main() -> None:
@@ -76,8 +56,8 @@ def main() -> None:
     predictor = Predictor.from_file(demo.SHIPPED_CHECKPOINT)
     for _ in range(20):
         predictor.predict(sketch800)
-    prep = timed_calls(lambda: prepare(sketch800), a.runs)
-    full = timed_calls(lambda: predictor.predict(sketch800), a.runs)
+    prep = timed(lambda: prepare(sketch800), a.runs)
+    full = timed(lambda: predictor.predict(sketch800), a.runs)
     print("1. in process, 800x800 RGBA sketch")
     print("   " + fmt("preprocessing only", prep))
     print("   " + fmt("preprocessing + forward", full) + "   (target p50 <= 2 ms)")
@@ -151,7 +131,7 @@ def main() -> None:
         job = ac.submit(1, 0.02, 0.9, 64, 6, 0.1, 7, 0.0, 1, 60000, "cpu", api_name="/train")
         while not job.outputs() or "data-state='running'" not in job.outputs()[-1][0]:
             time.sleep(0.1)
-        busy = timed_calls(lambda: ac.predict(sk(tmp / "s800.png"), api_name="/classify"), a.calls)
+        busy = timed(lambda: ac.predict(sk(tmp / "s800.png"), api_name="/classify"), a.calls)
         print("4. /classify while the app trains (1 epoch, 60,000 images)")
         print("   " + fmt("idle", idle))
         print("   " + fmt("during training", busy) + f"   p50 ratio {pct(busy, 50) / pct(idle, 50):.2f} (target <= 2)")

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import pct  # noqa: E402
 from tests.drawing import stroke_digit  # noqa: E402
 from tests.server import Server  # noqa: E402
 
@@ -61,11 +62,6 @@ def prefixes(strokes, n: int):
                 out.append([])
             out[si].append(strokes[si][pi])
         yield out
-
-
-def pct(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
 def soak(a) -> None:
@@ -115,7 +111,8 @@ def soak(a) -> None:
 
     try:
         tr = threading.Thread(target=trainer, daemon=True)
-        tr.start()
+        if not a.no_training:
+            tr.start()
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(client, i) for i in range(8)]
             time.sleep(a.warmup)
@@ -131,13 +128,15 @@ def soak(a) -> None:
             stop.set()
             for f in futures:
                 f.result()
-        tr.join(60)
+        if not a.no_training:
+            tr.join(60)
         temp_mb = sum(p.stat().st_size for p in server.temp_files()) / 1e6
         measured = lat[n_warm:]
         print(f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), training alongside "
-              f"(runs ended as: {', '.join(trains) or 'still running'})")
-        print(f"requests {len(measured):,}  errors {len(errors)}  p50 {1000 * pct(measured, .5):.0f} ms  "
-              f"p99 {1000 * pct(measured, .99):.0f} ms")
+              f"(runs ended as: {', '.join(trains) or 'still running'})" if not a.no_training else
+              f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), no training")
+        print(f"requests {len(measured):,}  errors {len(errors)}  p50 {1000 * pct(measured, 50):.0f} ms  "
+              f"p99 {1000 * pct(measured, 99):.0f} ms")
         print(f"server RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB "
               f"(growth {rss_end - rss_warm:+.0f} MB, peak {peak:.0f} MB); temp dir {temp_mb:.2f} MB in "
               f"{len(server.temp_files())} files")
@@ -184,8 +183,8 @@ def load(a) -> None:
         with ThreadPoolExecutor(a.users) as pool:
             list(pool.map(user, range(a.users)))
         print(f"load: {a.users} users at once, {a.updates} live updates + the final drawing each")
-        print(f"final answer p50 {1000 * pct(finals, .5):.0f} ms, p99 {1000 * pct(finals, .99):.0f} ms; "
-              f"live updates p50 {1000 * pct(live, .5):.0f} ms, p99 {1000 * pct(live, .99):.0f} ms; "
+        print(f"final answer p50 {1000 * pct(finals, 50):.0f} ms, p99 {1000 * pct(finals, 99):.0f} ms; "
+              f"live updates p50 {1000 * pct(live, 50):.0f} ms, p99 {1000 * pct(live, 99):.0f} ms; "
               f"errors {len(errors)}")
         if errors:
             print("errors:", errors[:5])
@@ -200,6 +199,7 @@ def main() -> None:
     s.add_argument("--minutes", type=float, default=5.0)
     s.add_argument("--warmup", type=float, default=20.0, help="seconds before the RSS baseline is taken")
     s.add_argument("--data-dir", default=None)
+    s.add_argument("--no-training", action="store_true", help="no training run alongside (to tell its memory apart)")
     l = sub.add_parser("load")  # noqa: E741
     l.add_argument("--users", type=int, default=50)
     l.add_argument("--updates", type=int, default=10)

@@ -7,56 +7,38 @@ Prints one line per figure; the baseline is today's behaviour on the same run: p
 (0 before the first row) and a full table each update.
 """
 import json
+import os
 import sys
 import time
-import uuid
 
 import httpx
-from gradio_client.utils import apply_diff
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.server import queue_stream  # noqa: E402
 
 url = sys.argv[1].rstrip("/")
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 samples = int(sys.argv[3]) if len(sys.argv) > 3 else 60000
 cfg = httpx.get(f"{url}/config").json()
-prefix = cfg.get("api_prefix", "/gradio_api")
 dep = next(d for d in cfg["dependencies"] if d.get("api_name") == "train")
 names = {c["id"]: c.get("props", {}).get("elem_id") for c in cfg["components"]}
 out_names = [names.get(i) or str(i) for i in dep["outputs"]]
-session = uuid.uuid4().hex[:10]
 data = [epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.0, 1, samples, "cpu", None, []][:len(dep["inputs"])]
-r = httpx.post(f"{url}{prefix}/queue/join", json={"data": data, "fn_index": dep["id"], "session_hash": session,
-                                                 "trigger_id": None, "event_data": None}, timeout=30)
-r.raise_for_status()
 sizes, values, first_row_points, t0 = [], None, None, time.time()
 updates_before_row, point_times = 0, []
-with httpx.stream("GET", f"{url}{prefix}/queue/data", params={"session_hash": session}, timeout=None) as s:
-    for line in s.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        msg = json.loads(line[5:])
-        if msg.get("msg") not in ("process_generating", "process_completed"):
-            continue
-        out = msg.get("output", {}).get("data")
-        if out is None:
-            break
-        sizes.append(len(line.encode()))
-        if values is None or msg["msg"] == "process_completed":
-            values = out
-        else:
-            values = [apply_diff(v, d) for v, d in zip(values, out)]
-        curves = values[out_names.index("train-curves")] if "train-curves" in out_names else None  # None: baseline
-        table = values[out_names.index("history")]
-        rows = len(table["data"]) if isinstance(table, dict) else 0
-        if rows == 0:
-            updates_before_row += 1
-            if curves:
-                n = len(curves.get("train", []))
-                if n and (not point_times or n > point_times[-1][1]):
-                    point_times.append((time.time() - t0, n))
-        elif first_row_points is None:
-            first_row_points = len(curves.get("train", [])) if curves else 0
-        if msg["msg"] == "process_completed":
-            break
+for size, kind, values in queue_stream(url, "train", data, timeout=None):
+    sizes.append(size)
+    curves = values[out_names.index("train-curves")] if "train-curves" in out_names else None  # None: baseline
+    table = values[out_names.index("history")]
+    rows = len(table["data"]) if isinstance(table, dict) else 0
+    if rows == 0:
+        updates_before_row += 1
+        if curves:
+            n = len(curves.get("train", []))
+            if n and (not point_times or n > point_times[-1][1]):
+                point_times.append((time.time() - t0, n))
+    elif first_row_points is None:
+        first_row_points = len(curves.get("train", [])) if curves else 0
 status = values[out_names.index("train-status")]
 print(f"final status: {status[status.index('status-text') + 13:][:150]}")
 print(f"updates: {len(sizes)}; bytes per update: median {sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}, "

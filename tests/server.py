@@ -2,12 +2,15 @@
 from outside: its memory (RSS), its log, its temp dir, what it answers over plain HTTP."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tests.e2e.browser import free_port
@@ -118,3 +121,47 @@ def send_head(url: str, path: str, length: int, headers: dict | None = None, fir
                 break
             data += chunk
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else -1
+
+
+@contextlib.contextmanager
+def serve(blocks):
+    """An app built in this process, served on a free port in a thread: yields its URL (ending in /)."""
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        blocks.close()
+
+
+def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300):
+    """Call a streaming endpoint over Gradio's own protocol (queue/join, then the SSE stream), as the
+    page does. Yields (bytes of the message on the wire, its kind, every output's value with Gradio's
+    diffs applied) per update, up to and including process_completed."""
+    import httpx
+    from gradio_client.utils import apply_diff
+
+    url = url.rstrip("/")
+    cfg = httpx.get(f"{url}/config").json()
+    prefix = cfg.get("api_prefix", "/gradio_api")
+    dep = next(d for d in cfg["dependencies"] if d.get("api_name") == api_name)
+    session = uuid.uuid4().hex[:10]
+    httpx.post(f"{url}{prefix}/queue/join", timeout=30,
+               json={"data": data, "fn_index": dep["id"], "session_hash": session}).raise_for_status()
+    values = None
+    with httpx.stream("GET", f"{url}{prefix}/queue/data", params={"session_hash": session}, timeout=timeout) as s:
+        for line in s.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            msg = json.loads(line[5:])
+            kind = msg.get("msg")
+            if kind not in ("process_generating", "process_completed"):
+                continue
+            out = (msg.get("output") or {}).get("data")
+            if out is None:        # an error: no outputs
+                return
+            values = out if values is None or kind == "process_completed" else \
+                [apply_diff(v, d) for v, d in zip(values, out)]
+            yield len(line.encode()), kind, values
+            if kind == "process_completed":
+                return

@@ -15,16 +15,14 @@ import demo
 from mnist_core.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
 from tests.e2e.browser import free_port  # noqa: F401  (also imported from here by other tests)
+from tests.server import serve
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield {"url": f"http://127.0.0.1:{port}/", "runs": runs}
-    blocks.close()
+    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)) as url:
+        yield {"url": url, "runs": runs}
 
 
 def sketch(tmp_path: Path, array: np.ndarray, name: str = "d.png") -> dict:
@@ -161,14 +159,10 @@ def test_unreadable_upload_gets_the_apps_message(app, tmp_path, content):
 
 def test_missing_shipped_checkpoint_still_starts(tmp_path, synthetic_root):
     blocks = demo.build_app(tmp_path / "missing.pt", tmp_path / "runs", data_dir=str(synthetic_root), download=False)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serve(blocks) as url:
+        c = Client(url, verbose=False)
         label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
         assert label["label"] == EMPTY_MESSAGE and "No model available" in html and "train one" in html
-    finally:
-        blocks.close()
 
 
 def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, monkeypatch):
@@ -179,13 +173,9 @@ def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, m
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
     blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(tmp_path / "nodata"), download=True)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        status = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(*train_args(), api_name="/train")[0]
+    with serve(blocks) as url:
+        status = Client(url, verbose=False).predict(*train_args(), api_name="/train")[0]
         assert state_of(status) == "failed" and "MNIST/raw" in status and "--data-dir" in status
-    finally:
-        blocks.close()
 
 
 def test_safe_defaults(monkeypatch):
@@ -201,16 +191,12 @@ def test_corrupted_checkpoint_in_the_picker_keeps_the_current_model(tmp_path, sy
     runs.mkdir()
     (runs / "broken.pt").write_bytes(shipped_checkpoint.read_bytes()[:5000])   # a truncated copy
     blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serve(blocks) as url:
+        c = Client(url, verbose=False)
         _, msg = c.predict("runs/broken.pt", api_name="/choose_model")
         assert msg.startswith("Could not load") and "Still using the previous one" in msg
         label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
         assert label["label"] == "7" and "15 epochs" in html      # still the shipped model
-    finally:
-        blocks.close()
 
 
 def test_twenty_clients_classify_while_a_run_trains(app, tmp_path):

@@ -2,24 +2,21 @@
 comparing runs, a run's results, download and delete. The stream's shape is documented in the README."""
 from __future__ import annotations
 
-import json
 import re
 import time
-import uuid
 
 import pytest
 
 from tests.conftest import need
 
 try:
-    import httpx
     from gradio_client import Client
-    from gradio_client.utils import apply_diff
 except ImportError:  # pragma: no cover
     need(False, "gradio_client is not installed (pip install -r requirements.txt)")
 
 import demo  # noqa: E402
-from tests.test_app import free_port, state_of  # noqa: E402
+from tests.server import queue_stream, serve  # noqa: E402
+from tests.test_app import state_of  # noqa: E402
 
 PARAMS = ("epochs", "lr", "momentum", "batch_size", "step_size", "gamma", "rotation", "dropout", "seed", "samples",
           "device")
@@ -40,39 +37,13 @@ def args(**over):
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "runs": runs, "client": Client(f"http://127.0.0.1:{port}/", verbose=False)}
-    finally:
-        blocks.close()
+    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)) as url:
+        yield {"url": url, "runs": runs, "client": Client(url, verbose=False)}
 
 
 def raw_stream(url: str, data: list) -> list[tuple[int, list]]:
     """Run /train over Gradio's own protocol; (bytes on the wire, outputs after applying diffs) per message."""
-    cfg = httpx.get(f"{url}config").json()
-    prefix = cfg.get("api_prefix", "/gradio_api")
-    dep = next(d for d in cfg["dependencies"] if d.get("api_name") == "train")
-    session = uuid.uuid4().hex[:10]
-    httpx.post(f"{url.rstrip('/')}{prefix}/queue/join", timeout=30,
-               json={"data": data + [None, []], "fn_index": dep["id"], "session_hash": session}).raise_for_status()
-    out, values = [], None
-    with httpx.stream("GET", f"{url.rstrip('/')}{prefix}/queue/data", params={"session_hash": session},
-                      timeout=300) as s:
-        for line in s.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            msg = json.loads(line[5:])
-            if msg.get("msg") not in ("process_generating", "process_completed"):
-                continue
-            data_out = msg["output"]["data"]
-            values = data_out if values is None or msg["msg"] == "process_completed" else \
-                [apply_diff(v, d) for v, d in zip(values, data_out)]
-            out.append((len(line.encode()), values))
-            if msg["msg"] == "process_completed":
-                break
-    return out
+    return [(n, values) for n, _, values in queue_stream(url, "train", data + [None, []])]
 
 
 def test_stream_shape_curves_within_the_epoch_and_small_updates(app):
@@ -156,17 +127,12 @@ def test_compare_results_download_and_delete(app, shipped_checkpoint):
 
 def test_real_mnist_epoch_streams_points_before_its_row(real_mnist, shipped_checkpoint, tmp_path):
     """Issue 12's target: on a 1-epoch, 60,000-sample run, >= 5 plotted points before the first row."""
-    blocks = demo.build_app(shipped_checkpoint, tmp_path, data_dir=str(real_mnist), download=False)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
+    with serve(demo.build_app(shipped_checkpoint, tmp_path, data_dir=str(real_mnist), download=False)) as url:
         t0 = time.time()
-        msgs = raw_stream(f"http://127.0.0.1:{port}/", args(epochs=1, samples=60000, batch_size=64))
+        msgs = raw_stream(url, args(epochs=1, samples=60000, batch_size=64))
         before = [v for _, v in msgs if not v[1]["data"]]
         points = max(len(v[5]["train"]) for v in before)
         assert points >= 5, points
         assert max(n for n, _ in msgs) < PAYLOAD_LIMIT
         print(f"\n{points} points before the first row; {len(msgs)} updates, max {max(n for n, _ in msgs)} bytes, "
               f"{time.time() - t0:.0f} s")
-    finally:
-        blocks.close()
