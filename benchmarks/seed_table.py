@@ -4,11 +4,11 @@ paired difference against the default recipe on the same seeds.
     python benchmarks/seed_table.py benchmarks/results/sweep20_cpu_default.jsonl \
         benchmarks/results/sweep20_cpu_bnm001.jsonl [--epoch 8] [--seeds 1-20]
 
-A setting is what the rows differ in (batch, dropout, BN momentum/eps, init, device). The default is
-the row whose settings are all the recipe's (a line without a key counts as today's default for it); a
-run is identified by its seed, so the paired
-difference uses only seeds present in both. --epoch E reads epoch E's test accuracy instead of the
-final one (for runs that were cut off).
+A setting is what the rows differ in (batch, dropout, BN momentum/eps, init, rotation sampling), per
+device and trainer (single or multi-model). Its baseline is the default recipe on the same device and
+trainer (a line without a key counts as today's default for it). A run is identified by its seed, so
+the paired difference uses only seeds present in both. --epoch E reads epoch E's test accuracy instead
+of the final one (for runs that were cut off).
 """
 from __future__ import annotations
 
