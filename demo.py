@@ -195,11 +195,16 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                         m_heat, m_caption, m_look = insight_panel("mistake-saliency", "mistake-lookalikes")
         # ------------------------------------------------------------------------------ events
         # The canvas sets its value (the strokes) at most every 100 ms while the pen moves and once when it
-        # lifts; always_last: while one update runs, only the newest waiting one follows (no backlog).
+        # lifts: `change` -> the label. always_last: while one update runs, only the newest waiting one
+        # follows (no backlog). When the drawing settles (pen up, undo, clear) the canvas fires `release`
+        # -> the explanation, as its own event: the live label never waits for it.
         why = [heat, heat_caption, look]
-        pad.change(draw.draw_update, [pad, model_key, show_why], [label, view, *why], api_name="classify_strokes",
+        pad.change(draw.classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                    concurrency_id="classify")
+        pad.release(draw.explain_strokes, [pad, model_key, show_why], why, api_name="explain_strokes",
+                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
+                    concurrency_id="explain")
         api_pad.change(draw.classify, [api_pad, model_key], [label, view], api_name="classify",
                        show_progress="hidden", concurrency_id="classify")
         api_pad.change(draw.explain_drawing, [api_pad, model_key], [api_heat, heat_caption, look], api_name="explain",
@@ -212,8 +217,10 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         gallery.select(draw.explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
                        api_visibility="private", concurrency_id="explain")
         picker.input(draw.choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
-                     ).then(draw.draw_update, [pad, model_key, show_why], [label, view, *why], show_progress="hidden",
-                            concurrency_id="classify", api_visibility="private")
+                     ).then(draw.classify_strokes, [pad, model_key], [label, view], show_progress="hidden",
+                            concurrency_id="classify", api_visibility="private"
+                     ).then(draw.explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
+                            concurrency_id="explain", api_visibility="private")
         picker.focus(draw.refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
         if train_enabled:
             train_tab()

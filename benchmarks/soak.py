@@ -1,13 +1,15 @@
 """Soak and load against the app as its own process (python demo.py), over loopback only.
 
 soak: 8 clients for --minutes (default 5), each alternating /classify (a PNG, as gradio_client scripts
-      send it) and /classify_strokes (the page's stroke JSON), while training runs go on the same server.
+      send it) and a drawing as the page sends it (/classify_strokes, then /explain_strokes when it
+      settles, "Show why" on), while training runs go on the same server.
       Prints errors, p50/p99 latency, server RSS after warm-up vs at the end, and Gradio's temp-dir size.
       Targets: 0 errors, RSS growth <= 50 MB after warm-up, temp dir <= 20 MB.
 load: --users (default 50) simulated people at once, each drawing one digit the way the page does:
       10 live updates of the growing stroke ~100 ms apart (each waits for the previous answer, as
-      trigger_mode="always_last" does), then the final drawing. Prints p50/p99 of the final answer and
-      errors (target 0).
+      trigger_mode="always_last" does), then the final drawing, whose label and explanation are asked
+      for at once (two events, as the page fires `change` and `release`). Prints p50/p99 of the final
+      label and of the explanation, and errors (target 0).
 
     python benchmarks/soak.py soak --minutes 5 --data-dir ../shared/mnist
     python benchmarks/soak.py load --users 50
@@ -101,7 +103,10 @@ def soak(a) -> None:
                                        "id": None}, api_name="/classify")[0]
                 else:
                     kind = "017"[(i + n) % 3]
-                    label = c.predict(as_value(digit_strokes(kind, rng)), api_name="/classify_strokes")[0]
+                    value = as_value(digit_strokes(kind, rng))
+                    label = c.predict(value, api_name="/classify_strokes")[0]
+                    if not c.predict(value, True, api_name="/explain_strokes")[1].startswith("Evidence"):
+                        errors.append("no explanation")
                 lat.append(time.perf_counter() - t)
                 if label.get("label") not in (kind, kind + "?"):
                     errors.append(f"wrong label {label.get('label')} for {kind}")
@@ -156,7 +161,7 @@ def load(a) -> None:
     server = Server(tmp, "--no-train")
     clients = [Client(server.url + "/", verbose=False) for _ in range(a.users)]
     barrier = threading.Barrier(a.users)
-    finals, live, errors = [], [], []
+    finals, live, explained, errors = [], [], [], []
 
     def user(i):
         rng = np.random.default_rng(100 + i)
@@ -172,8 +177,12 @@ def load(a) -> None:
                 live.append(dt)
                 time.sleep(max(0.0, 0.1 - dt))
             t = time.perf_counter()
-            label = clients[i].predict(as_value(steps[-1]), api_name="/classify_strokes")[0]
+            why = clients[i].submit(as_value(steps[-1]), True, api_name="/explain_strokes")   # `release`
+            label = clients[i].predict(as_value(steps[-1]), api_name="/classify_strokes")[0]  # `change`
             finals.append(time.perf_counter() - t)
+            if not why.result()[1].startswith("Evidence"):
+                errors.append(f"user {i}: no explanation")
+            explained.append(time.perf_counter() - t)
             if label.get("label") not in (kind, kind + "?"):
                 errors.append(f"user {i}: {label.get('label')} for {kind}")
         except Exception as exc:
@@ -183,7 +192,8 @@ def load(a) -> None:
         with ThreadPoolExecutor(a.users) as pool:
             list(pool.map(user, range(a.users)))
         print(f"load: {a.users} users at once, {a.updates} live updates + the final drawing each")
-        print(f"final answer p50 {1000 * pct(finals, 50):.0f} ms, p99 {1000 * pct(finals, 99):.0f} ms; "
+        print(f"final label p50 {1000 * pct(finals, 50):.0f} ms, p99 {1000 * pct(finals, 99):.0f} ms; "
+              f"its explanation p50 {1000 * pct(explained, 50):.0f} ms, p99 {1000 * pct(explained, 99):.0f} ms; "
               f"live updates p50 {1000 * pct(live, 50):.0f} ms, p99 {1000 * pct(live, 99):.0f} ms; "
               f"errors {len(errors)}")
         if errors:

@@ -5,8 +5,8 @@ the values Gradio shows; demo.py builds the layout and wires these to events. `g
 Gradio's "change only these properties" value (a plain dict), so the handlers stay testable without a
 running server (tests/test_handlers.py).
 
-Draw: /classify_strokes (the canvas), /classify and /explain (sketchpad dict or image), /mistakes,
-choosing a model. Train: /train (a stream), /stop, run results, compare, delete.
+Draw: /classify_strokes and /explain_strokes (the canvas), /classify and /explain (sketchpad dict or
+image), /mistakes, choosing a model. Train: /train (a stream), /stop, run results, compare, delete.
 """
 from __future__ import annotations
 
@@ -22,13 +22,16 @@ from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_i
 from .preprocess import PreprocessError
 from .registry import SHIPPED_KEY, ModelRegistry
 from .runs import RunError, RunStore, differing_settings
-from .strokes import StrokeError, read_strokes
+from .strokes import StrokeError, strokes_to_image
 from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate
 from .views import EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html, prediction_html, short
 
-KEEP = gr.update()   # leave this output as it is
+# Leave this output as it is. Only for outputs that never get a plain value afterwards (or get
+# gr.update(value=...)): in Gradio 6.31, gr.update() followed by a plain value for the same output
+# keeps one more component object in the session each time (see explain_strokes).
+KEEP = gr.update()
 
 
 class DrawHandlers:
@@ -51,10 +54,8 @@ class DrawHandlers:
             return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}")
         return label_value(pred), prediction_html(pred, predictor.description)
 
-    def explain_drawing(self, drawing, model_key, show=True):
+    def explain_drawing(self, drawing, model_key):
         """/explain: evidence heat map (an image), its caption, the look-alike training digits (HTML)."""
-        if not show:
-            return KEEP, KEEP, KEEP
         if isinstance(drawing, PreprocessError) or model_key is None:
             return None, f"Cannot explain: {drawing if model_key else 'no model available'}", ""
         try:
@@ -62,39 +63,30 @@ class DrawHandlers:
         except (CheckpointError, PreprocessError) as exc:
             return None, f"Cannot explain: {exc}", ""
 
-    def _explain_image(self, image, model_key):
-        """The page's explanation of a rendered drawing: the heat map inline (no file per update)."""
-        heat, caption, look = self.explain_drawing(image, model_key, True)
-        return heat_html(heat), caption, look
-
-    def explain_strokes(self, value, model_key, show):
-        """The explanation of the canvas's drawing (when "Show why" is switched on)."""
-        if not show:
-            return KEEP, KEEP, KEEP
+    def classify_strokes(self, value, model_key):
+        """/classify_strokes, what the canvas calls on every update while drawing: label, view."""
         try:
-            image, _ = read_strokes(value)
+            image = strokes_to_image(value)
+        except StrokeError as exc:
+            return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}.")
+        return self.classify(image, model_key)
+
+    def explain_strokes(self, value, model_key, show=True):
+        """/explain_strokes, what the canvas calls when a drawing settles (pen lifted, undo, clear) and
+        when "Show why" is switched: the evidence heat map (inline HTML), its caption, the look-alikes.
+
+        Always values, never gr.update(): in Gradio 6.31 an output that gets gr.update() and later a
+        value keeps one more component object in the session for good (tests/test_handlers.py). With
+        "Show why" off the panel is hidden and gets its empty state, at no cost.
+        """
+        if not show:
+            return heat_html(None), "", ""
+        try:
+            image = strokes_to_image(value)
         except StrokeError as exc:
             return heat_html(None), f"Cannot explain: {exc}.", ""
-        return self._explain_image(image, model_key)
-
-    def draw_update(self, value, model_key, show):
-        """/classify_strokes, what the canvas calls on every update (label, view, heat, caption, look-alikes).
-
-        The label and view are sent first. With "Show why" on, the evidence and look-alikes follow in the
-        same request, but only once the pen has lifted: while it is down ("drawing": true) each update is
-        the label alone, so the live label never waits for an explanation of a drawing about to change.
-        """
-        try:
-            image, pen_down = read_strokes(value)
-        except StrokeError as exc:
-            yield EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}."), KEEP, KEEP, KEEP
-            if show:
-                yield EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}."), heat_html(None), f"Cannot explain: {exc}.", ""
-            return
-        label, view = self.classify(image, model_key)
-        yield label, view, KEEP, KEEP, KEEP
-        if show and not pen_down:
-            yield (label, view, *self._explain_image(image, model_key))
+        heat, caption, look = self.explain_drawing(image, model_key)
+        return heat_html(heat), caption, look
 
     def show_mistakes(self, model_key, order=SORT_ORDERS[0]):
         """/mistakes: the current model's misread test digits (gallery), the confusion heat map, a note."""

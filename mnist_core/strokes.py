@@ -2,11 +2,10 @@
 
 The Draw tab's canvas (mnist_core/web/sketch.js) sends what the pen did, not a picture of it:
 
-    {"width": 320, "height": 320, "brush": 22, "strokes": [[[x, y], [x, y], ...], ...], "drawing": true}
+    {"width": 320, "height": 320, "brush": 22, "strokes": [[[x, y], [x, y], ...], ...]}
 
 in the canvas's own logical coordinates (the same whatever size the canvas is shown at). A few
-hundred bytes per update instead of a PNG upload ("drawing": true while the pen is still down, so the
-app can keep the slower explanation for when it lifts); the server draws the polylines with round caps and
+hundred bytes per update instead of a PNG upload; the server draws the polylines with round caps and
 joins at the brush width and hands the picture to the MNIST-faithful preprocessing.
 
 Everything arriving here is untrusted: sizes, counts and numbers are checked before any work is
@@ -41,7 +40,6 @@ class Strokes:
     height: int
     brush: float
     strokes: tuple[np.ndarray, ...]   # each (n, 2) float32, n >= 1
-    pen_down: bool = False            # the page's "drawing": the last stroke is still being drawn
 
     @property
     def points(self) -> int:
@@ -94,9 +92,6 @@ def parse_strokes(payload) -> Strokes:
     brush = _number(payload.get("brush", DEFAULT_BRUSH * min(w, h) / DEFAULT_SIDE), "brush")
     if not MIN_BRUSH <= brush <= MAX_BRUSH * min(w, h):
         raise StrokeError("the brush width is out of range")
-    pen_down = payload.get("drawing", False)
-    if not isinstance(pen_down, bool):
-        raise StrokeError("drawing must be true or false")
     raw = payload.get("strokes", [])
     if not isinstance(raw, list):
         raise StrokeError("strokes must be a list of point lists")
@@ -123,7 +118,7 @@ def parse_strokes(payload) -> Strokes:
                 raise StrokeError("a point lies far outside the canvas")
             pts[i] = (x, y)
         strokes.append(pts)
-    return Strokes(w, h, brush, tuple(strokes), pen_down)
+    return Strokes(w, h, brush, tuple(strokes))
 
 
 def render_strokes(s: Strokes, scale: float | None = None) -> np.ndarray:
@@ -150,10 +145,5 @@ def render_strokes(s: Strokes, scale: float | None = None) -> np.ndarray:
 
 def strokes_to_image(payload) -> np.ndarray | None:
     """The page's value -> the rendered drawing (black on white), or None when nothing is drawn."""
-    return read_strokes(payload)[0]
-
-
-def read_strokes(payload) -> tuple[np.ndarray | None, bool]:
-    """The page's value -> (the rendered drawing or None when nothing is drawn, whether the pen is down)."""
     s = parse_strokes(payload)
-    return (None if s.empty else render_strokes(s)), s.pen_down
+    return None if s.empty else render_strokes(s)

@@ -1,17 +1,22 @@
-"""The app's handlers (mnist_core/handlers.py) called directly, without a server: what the canvas's
-updates produce while the pen is down and when it lifts, and the Train tab's run handlers."""
+"""The app's handlers (mnist_core/handlers.py) called directly, without a server, and one property of
+the running app they exist for: drawing for a long time does not grow the session."""
 from __future__ import annotations
 
+import gc
+import shutil
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 
+import demo
 from mnist_core.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_core.insight import InsightService
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
 from mnist_core.training_service import TrainingService
 from mnist_core.views import EMPTY_MESSAGE
+from tests.server import serve
 from tests.test_strokes import SEVEN, payload
 
 
@@ -21,39 +26,25 @@ def draw(shipped_checkpoint, synthetic_root, tmp_path_factory):
     return DrawHandlers(registry, InsightService(str(synthetic_root)), shipped_checkpoint)
 
 
-def updates(draw, value, show):
-    return list(draw.draw_update(value, SHIPPED_KEY, show))
-
-
-def test_while_the_pen_is_down_an_update_is_the_label_alone(draw):
-    out = updates(draw, payload(SEVEN, drawing=True), show=True)
-    assert len(out) == 1
-    label, view, heat, caption, look = out[0]
+def test_live_label_and_settled_explanation(draw):
+    label, view = draw.classify_strokes(payload(SEVEN), SHIPPED_KEY)
     assert label["label"] == "7" and "It's a <b>7</b>" in view
-    assert heat == caption == look == KEEP           # the explanation shown stays until the pen lifts
+    heat, caption, look = draw.explain_strokes(payload(SEVEN), SHIPPED_KEY, True)
+    assert "<img" in heat and caption.startswith("Evidence for 7") and "lookalike" in look.lower()
 
 
-def test_when_the_pen_lifts_the_label_comes_first_then_the_explanation(draw):
-    first, second = updates(draw, payload(SEVEN, drawing=False), show=True)
-    assert first[0]["label"] == "7" and first[2:] == (KEEP, KEEP, KEEP)
-    label, view, heat, caption, look = second
-    assert label == first[0] and view == first[1]
-    assert "<img" in heat and caption and "lookalike" in look.lower()
+def test_explanations_are_always_values_never_updates(draw):
+    """An update followed by a value leaks a component per event in Gradio 6.31: the explanation
+    outputs must always get values (off, bad input, nothing drawn)."""
+    for args in ((payload(SEVEN), SHIPPED_KEY, False), ("{oops", SHIPPED_KEY, True), (payload([]), SHIPPED_KEY, True),
+                 (payload(SEVEN), None, True)):
+        out = draw.explain_strokes(*args)
+        assert len(out) == 3 and all(isinstance(v, str) for v in out), args
+    assert draw.explain_strokes("{oops", SHIPPED_KEY, True)[1] == "Cannot explain: the drawing is not valid JSON."
 
 
-def test_show_why_off_never_explains(draw):
-    for drawing in (True, False):
-        assert len(updates(draw, payload(SEVEN, drawing=drawing), show=False)) == 1
-
-
-def test_a_bad_update_says_why_in_every_output_it_touches(draw):
-    out = updates(draw, payload(SEVEN, drawing="yes"), show=True)
-    assert out[0][0] == EMPTY_MESSAGE and "Cannot classify: drawing must be true or false" in out[0][1]
-    assert "Cannot explain" in out[-1][3]
-
-
-def test_nothing_drawn_and_no_model(draw, tmp_path):
-    (label, view, *_), = updates(draw, payload([]), show=False)
+def test_nothing_drawn_and_no_model(draw):
+    label, view = draw.classify_strokes(payload([]), SHIPPED_KEY)
     assert label == EMPTY_MESSAGE and "data-empty='true'" in view
     label, view = draw.classify(None, None)
     assert label == EMPTY_MESSAGE and "No model available" in view
@@ -66,8 +57,33 @@ def test_choose_model_refuses_unknown_keys_and_paths(draw):
     assert key == SHIPPED_KEY and picker == KEEP and msg.startswith("Using ")
 
 
+def test_drawing_for_long_does_not_grow_the_session(shipped_checkpoint, synthetic_root, tmp_path):
+    """What the page does per stroke (live labels, then the explanation when it settles), 30 times: the
+    session keeps one object per component, not one more per event (the soak's RSS growth)."""
+    blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
+                            train_enabled=False)
+    with serve(blocks) as url:
+        c = Client(url, verbose=False)
+
+        def session_size():
+            gc.collect()
+            (state,) = blocks.state_holder.session_data.values()
+            return len(state.blocks_config.blocks)
+
+        def stroke():
+            for part in (SEVEN[:1], SEVEN):
+                assert c.predict(payload(part), api_name="/classify_strokes")[0]["label"]
+            c.predict(payload(SEVEN), False, api_name="/explain_strokes")      # "Show why" off a moment
+            assert c.predict(payload(SEVEN), True, api_name="/explain_strokes")[1].startswith("Evidence")
+
+        stroke()
+        first = session_size()
+        for _ in range(30):
+            stroke()
+        assert session_size() == first
+
+
 def test_train_handlers_show_compare_and_delete(shipped_checkpoint, tmp_path):
-    import shutil
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     shutil.copy(shipped_checkpoint, runs_dir / "copy.pt")
@@ -81,7 +97,7 @@ def test_train_handlers_show_compare_and_delete(shipped_checkpoint, tmp_path):
     row, msg = tr.ask_delete(SHIPPED_KEY)
     assert row["visible"] is False and "cannot be deleted" in msg
     _, msg, run_pick, compare_pick, model, picker = tr.delete_run("runs/copy.pt", ["runs/copy.pt"], "runs/copy.pt")
-    assert msg.startswith("Deleted ")
-    assert not (runs_dir / "copy.pt").exists() and model == SHIPPED_KEY and compare_pick["value"] == []
+    assert msg.startswith("Deleted ") and not (runs_dir / "copy.pt").exists()
+    assert model == SHIPPED_KEY and compare_pick["value"] == []
     _, msg, *_ = tr.delete_run(SHIPPED_KEY, [], SHIPPED_KEY)
     assert msg.startswith("Not deleted") and shipped_checkpoint.is_file()

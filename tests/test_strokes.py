@@ -80,7 +80,6 @@ BAD = {
     "too many points": (payload([[[1.0, 1.0]] * (MAX_POINTS + 1)]), "too many points"),
     "too long": ("x" * 500_001, "too large"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
-    "drawing not a bool": (payload(SEVEN, drawing="yes"), "drawing must be true or false"),
 }
 
 
@@ -90,12 +89,6 @@ def test_bad_payloads_get_a_short_clear_message(name):
     with pytest.raises(StrokeError) as e:
         parse_strokes(value)
     assert words in str(e.value) and len(str(e.value)) < 120
-
-
-def test_the_pen_state_is_read_and_optional():
-    assert parse_strokes(payload(SEVEN, drawing=True)).pen_down is True
-    assert parse_strokes(payload(SEVEN, drawing=False)).pen_down is False
-    assert parse_strokes(payload(SEVEN)).pen_down is False      # older pages and API scripts: a finished drawing
 
 
 def test_a_one_point_stroke_is_a_dot_not_an_error():
@@ -135,11 +128,14 @@ def client(tmp_path_factory, synthetic_root, shipped_checkpoint):
 
 @pytest.mark.parametrize("strokes, digit", [(SEVEN, "7"), (ONE, "1"), (ZERO, "0")])
 def test_classify_strokes_api(client, strokes, digit):
-    label, html, heat, caption, lookalikes = client.predict(payload(strokes), api_name="/classify_strokes")
+    label, html = client.predict(payload(strokes), api_name="/classify_strokes")
     assert label["label"] == digit and len(label["confidences"]) == 10
     assert "data:image/png;base64," in html
-    # "Show why" is on by default: the evidence comes in the same request, after the label
+    # the page calls /explain_strokes when the drawing settles ("Show why" is on by default)
+    heat, caption, lookalikes = client.predict(payload(strokes), api_name="/explain_strokes")
     assert "<img class='heat'" in heat and f"Evidence for {digit}" in caption
+    heat, caption, lookalikes = client.predict(payload(strokes), False, api_name="/explain_strokes")
+    assert "<img" not in heat and caption == lookalikes == ""     # off: the (hidden) panel's empty state
 
 
 def test_classify_strokes_api_refuses_bad_payloads_and_keeps_working(client):
@@ -147,6 +143,8 @@ def test_classify_strokes_api_refuses_bad_payloads_and_keeps_working(client):
         label, html, *_ = client.predict(BAD[name][0], api_name="/classify_strokes")
         assert label["label"] == EMPTY_MESSAGE and "Cannot classify" in html, name
         assert BAD[name][0][:60] not in html            # the payload is never echoed back
+        heat, caption, _ = client.predict(BAD[name][0], api_name="/explain_strokes")
+        assert caption.startswith("Cannot explain") and BAD[name][0][:60] not in caption, name
     for value in ("", payload([]), payload([[[160, 160]]])):
         label, html, *_ = client.predict(value, api_name="/classify_strokes")
         assert label["label"] == EMPTY_MESSAGE and "data-empty='true'" in html

@@ -1,6 +1,8 @@
 // The Draw tab's canvas: a gr.HTML custom component (Gradio runs this with `element`, `props`,
 // `trigger`). It sends strokes, not pictures: props.value = JSON {width, height, brush, strokes},
-// and Gradio fires `change` whenever props.value changes. Coordinates are in a fixed logical square
+// and Gradio fires `change` whenever props.value changes (the live label). When the drawing is
+// finished for now (pen lifted, undo, clear) it also fires `release`: the slower explanation
+// ("Show why") runs then, as its own event, so the live label never waits for it. Coordinates are in a fixed logical square
 // (SIDE units) whatever size the canvas is shown at, so the brush keeps its size relative to the square.
 const SIDE = 320;          // logical units of the square (the server renders at this size)
 const BRUSH = 22;          // brush width in logical units
@@ -68,12 +70,9 @@ function fit() {
 new ResizeObserver(fit).observe(canvas);
 fit();
 
-// "drawing": the pen is still down. The server then sends the label only and keeps the slower
-// explanation ("Show why") for the update sent when the pen lifts.
 function value() {
-  const down = !!(current && current.length);
-  const all = down ? strokes.concat([current]) : strokes;
-  return JSON.stringify({ width: SIDE, height: SIDE, brush: BRUSH, strokes: all, drawing: down });
+  const all = current && current.length ? strokes.concat([current]) : strokes;
+  return JSON.stringify({ width: SIDE, height: SIDE, brush: BRUSH, strokes: all });
 }
 
 function send() {
@@ -88,12 +87,16 @@ function schedule() {
   timer = setTimeout(send, Math.max(0, THROTTLE_MS - (performance.now() - lastSent)));
 }
 
+// After props.value is set (Gradio has the new value), tell the app the drawing is settled.
+function settled() { setTimeout(() => trigger('release'), 0); }
+
 function finish() {
   if (current === null) return;
   strokes.push(current);
   current = null; pointerId = null;
   updateTools();
   send();                                   // always once on pointer-up
+  settled();
 }
 
 canvas.addEventListener('pointerdown', e => {
@@ -130,12 +133,12 @@ for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) {
 function undo() {
   if (current) { current = null; pointerId = null; } else strokes.pop();
   points = strokes.reduce((n, s) => n + s.length, 0);
-  redraw(); updateTools(); send();
+  redraw(); updateTools(); send(); settled();
 }
 
 function clear() {
   strokes = []; current = null; pointerId = null; points = 0;
-  redraw(); updateTools(); send();
+  redraw(); updateTools(); send(); settled();
 }
 
 undoBtn.addEventListener('click', undo);
