@@ -10,8 +10,11 @@ the Draw tab was before). Printed per app:
 - HTTP requests per answer while drawing;
 - files written to Gradio's temp dir by drawing.
 
-The app is measured twice: as it starts ("Show why" on: the evidence and look-alikes come in the same
-request, after the label) and with "Show why" off (the label alone).
+- mouse-up -> evidence heat map shown, p50 (ms; the app with "Show why" on).
+
+The app is measured twice: as it starts ("Show why" on: the evidence and look-alikes are asked for
+when the drawing settles, as their own event beside the label) and with "Show why" off (the label
+alone).
 
     python benchmarks/browser_latency.py [--reps 5]
 """
@@ -36,7 +39,15 @@ from tests.e2e.browser import DIGITS, circle, free_port, launch_browser  # noqa:
 
 # One entry per answer: the view's 28x28 image (a data URI) and headline change with every answer.
 WATCH_VIEW_JS = """() => {
-  window.__views = [];
+  window.__views = []; window.__heats = [];
+  const heat = document.querySelector('#saliency');   // the evidence heat map (app only)
+  if (heat) {
+    let lastHeat = '';
+    new MutationObserver(() => {
+      const img = heat.querySelector('img'), k = img ? img.src : '';
+      if (k && k !== lastHeat) { lastHeat = k; window.__heats.push(performance.now()); }
+    }).observe(heat, {childList: true, subtree: true, attributes: true});
+  }
   const el = document.querySelector('#view');
   const key = () => { const img = el.querySelector('img'); const h = el.querySelector('.headline');
                       return (img ? img.src : '') + '|' + (h ? h.textContent : ''); };
@@ -126,12 +137,13 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
     pg.on("request", lambda r: requests.append(time.time()) if "/gradio_api/" in r.url else None)
     pg.evaluate(WATCH_VIEW_JS)
     files0 = sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
-    latencies, rates, per_answer = [], [], []
+    latencies, rates, per_answer, explained = [], [], [], []
     before_up = 0
     for rep in range(reps):
         for digit, strokes in DIGITS.items():
             box = square(pg, which)
             n_req0, n_view0 = len(requests), pg.evaluate("window.__views.length")
+            n_heat0 = pg.evaluate("window.__heats.length")
             t_up = None
             for s in strokes:
                 t_up = human_stroke(pg, s, box, per_segment_ms=120)
@@ -142,6 +154,9 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
             # drawing had already arrived while drawing (0 ms; only a live canvas can do that)
             latencies.append(after[-1] - t_up if after else (0.0 if views else float("nan")))
             before_up += 0 if after or not views else 1
+            heats = [h for h in pg.evaluate("window.__heats")[n_heat0:] if h >= t_up]
+            if heats:
+                explained.append(heats[-1] - t_up)
             answers = len(views)
             per_answer.append((len(requests) - n_req0) / max(1, answers))
             clear(pg, which)
@@ -158,7 +173,8 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
     lat = sorted(x for x in latencies if x == x)
     return {"p50": statistics.median(lat), "p90": lat[int(0.9 * (len(lat) - 1))], "n": len(lat),
             "missing": len(latencies) - len(lat), "rate": statistics.mean(rates),
-            "requests_per_answer": statistics.mean(per_answer), "files": files, "before_up": before_up}
+            "requests_per_answer": statistics.mean(per_answer), "files": files, "before_up": before_up,
+            "explained_p50": statistics.median(explained) if explained else float("nan")}
 
 
 def main() -> None:
@@ -193,10 +209,12 @@ def main() -> None:
         browser.close()
     for app in apps.values():
         app.close()
-    print(f"{'':26} {'p50 ms':>8} {'p90 ms':>8} {'answers/s drawing':>18} {'requests/answer':>16} {'temp files':>11}")
+    print(f"{'':26} {'p50 ms':>8} {'p90 ms':>8} {'answers/s drawing':>18} {'requests/answer':>16} {'temp files':>11} "
+          f"{'evidence p50 ms':>16}")
     for name, r in results.items():
         print(f"{name:26} {r['p50']:8.0f} {r['p90']:8.0f} {r['rate']:18.1f} {r['requests_per_answer']:16.1f} "
-              f"{r['files']:11d}   ({r['n']} drawings, {r['before_up']} settled before the pen lifted"
+              f"{r['files']:11d} {r['explained_p50']:16.0f}"
+              f"   ({r['n']} drawings, {r['before_up']} settled before the pen lifted"
               f"{', %d without an answer' % r['missing'] if r['missing'] else ''})")
     app, base = results["app"], results["baseline (gr.Sketchpad)"]
     print(f"settled p50: {base['p50'] / max(app['p50'], 1):.1f}x faster than the baseline; p90 "
