@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .model import Net, build_model
+from .text import plural
 
 FORMAT_VERSION = 1
 FILE_MODE = 0o644   # rw-r--r--: readable by a server running as another user, writable by the owner only
@@ -85,12 +86,15 @@ def model_from_checkpoint(ckpt: dict, which: str = "last") -> Net:
 
 
 def describe(ckpt: dict) -> str:
-    """One human line: accuracy and how complete the run was."""
+    """One human line: accuracy and how complete the run was.
+
+    "99.48%, 15 epochs", "97.10%, 1 epoch", "98.90%, stopped after 3/10 epochs", "accuracy unknown".
+    """
     acc = (ckpt.get("test_metrics") or {}).get("accuracy")
     done, total = ckpt.get("epochs_completed"), (ckpt.get("config") or {}).get("epochs")
     parts = [f"{acc:.2f}%" if isinstance(acc, (int, float)) else "accuracy unknown"]
     if ckpt.get("status") == "stopped" and done is not None:
-        parts.append(f"stopped after {done}/{total} epochs")
-    elif done is not None:
-        parts.append(f"{done} epochs")
+        parts.append(f"stopped after {done}/{plural(total, 'epoch') if isinstance(total, int) else total}")
+    elif isinstance(done, int):
+        parts.append(plural(done, "epoch"))
     return ", ".join(parts)

@@ -53,6 +53,17 @@ def summarize(loss_sum: float, preds: torch.Tensor, labels: torch.Tensor, num_cl
     return metrics_from_confusion(loss_sum, confusion)
 
 
+def on_side_stream(fn: Callable[[], None]) -> None:
+    """Run fn (eager CUDA work) on a side stream and wait for it, as graph capture requires for the
+    warm-up steps before it (PyTorch's CUDA-graph recipe)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()  # nothing allocated on the side stream may be reused while still in use
+
+
 class FastLoop:
     """Trains `model` epoch by epoch on device tensors; see the module docstring.
 
@@ -204,7 +215,7 @@ class FastLoop:
                 self.eval_graph.replay()
             elif self.use_graphs and not self.eval_warm:
                 t0 = time.perf_counter()
-                self._on_side_stream(self._eval_body)   # the warm-up capture needs; its results count
+                on_side_stream(self._eval_body)   # the warm-up capture needs; its results count
                 self.setup_seconds["first evaluation (eager)"] = time.perf_counter() - t0
             else:
                 self._eval_body()
@@ -244,18 +255,10 @@ class FastLoop:
                 self.eval_loss[j].copy_(F.nll_loss(out, self.y_test[a:b], reduction="sum"))
                 torch.argmax(out, 1, out=self.eval_pred[a:b])
 
-    def _on_side_stream(self, fn) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()
-
     def _warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """An ordinary training step on a side stream, as the capture recipe asks for before capturing."""
         t0 = time.perf_counter()
-        self._on_side_stream(lambda: self._eager_step(x, y))
+        on_side_stream(lambda: self._eager_step(x, y))
         self.warmed += 1
         self.setup_seconds[f"warm-up step {self.warmed}"] = time.perf_counter() - t0
 

@@ -14,9 +14,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, describe, load_checkpoint
 from .config import MNIST_TRAIN_SIZE, TrainConfig
-from .train_views import plural
 
 SHIPPED_KEY = "shipped"   # the same key as registry.SHIPPED_KEY
 # Settings shown in the comparison table, in this order, with their UI names.
@@ -78,7 +77,7 @@ class RunStore:
             ck = load_checkpoint(path)
             info = RunInfo(key, "Shipped model" if key == SHIPPED_KEY else path.stem, path,
                            list(ck.get("history") or []), dict(ck.get("config") or {}), ck.get("test_metrics"),
-                           describe_run(ck), ck.get("created"))
+                           describe(ck), ck.get("created"))
         except CheckpointError:
             info = None
         with self._lock:
@@ -129,18 +128,6 @@ class RunStore:
         with self._lock:
             self._cache.pop(key, None)
         return path.name
-
-
-def describe_run(ck: dict) -> str:
-    """"99.48%, 15 epochs", "97.10%, 1 epoch", "98.90%, stopped after 3/10 epochs"."""
-    acc = (ck.get("test_metrics") or {}).get("accuracy")
-    done, total = ck.get("epochs_completed"), (ck.get("config") or {}).get("epochs")
-    parts = [f"{acc:.2f}%" if isinstance(acc, (int, float)) else "accuracy unknown"]
-    if ck.get("status") == "stopped" and done is not None:
-        parts.append(f"stopped after {done}/{plural(total, 'epoch') if isinstance(total, int) else total}")
-    elif isinstance(done, int):
-        parts.append(plural(done, "epoch"))
-    return ", ".join(parts)
 
 
 def run_files(runs_dir: Path) -> list[Path]:

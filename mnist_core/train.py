@@ -15,7 +15,7 @@ from .checkpoint import FORMAT_VERSION
 from .config import MNIST_MEAN, MNIST_STD, ConfigError, TrainConfig
 from .data import Split
 from .evaluate import evaluate
-from .gpu_fast import FastLoop
+from .gpu_fast import FastLoop, on_side_stream
 from .model import Net
 
 # How often (in batches) the progress callback fires. Reading the running loss forces a device
@@ -80,12 +80,7 @@ class GraphedStep:
 
     def warmup_step(self, step) -> None:
         """Run an ordinary (eager) step on a side stream, as graph capture requires before it."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            step()
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()  # nothing allocated on the side stream may be reused while still in use
+        on_side_stream(step)
         self.warmed += 1
 
     def replay(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:

@@ -19,10 +19,6 @@ MAX_TRAIN_POINTS = 400     # per series, for a whole run
 MIN_WINDOW = 30            # batches per train point: ~0.25 s at batch 64 on the 2-core CPU
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def window_for(epochs: int, batches: int, every: int = 10) -> int:
     """Batches per train point: at least MIN_WINDOW, a multiple of the callback interval `every`, and
     wide enough that epochs x batches / window <= MAX_TRAIN_POINTS (plus one end-of-epoch point each)."""

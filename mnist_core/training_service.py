@@ -25,7 +25,8 @@ from .config import ConfigError, TrainingBudget, make_config, train_samples
 from .data import DataError, load_mnist
 from .runs import prune
 from .train import Trainer
-from .train_views import Curves, plural
+from .text import plural
+from .train_views import Curves
 
 # Training uses the process's default intra-op threads (all cores: 1.6x faster than 1 thread on the 2-core
 # CPU, benchmarks/results/cpu_tuning.txt), read at import, before request threads set 1 for inference

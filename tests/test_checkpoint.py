@@ -180,6 +180,8 @@ def test_strict_loading(tiny_checkpoint, tmp_path):
      "97.00%, stopped after 2/5 epochs"),
     ({"test_metrics": None, "epochs_completed": 3, "config": {"epochs": 3}, "status": "complete"},
      "accuracy unknown, 3 epochs"),
+    ({"test_metrics": {"accuracy": 97.1}, "epochs_completed": 1, "config": {"epochs": 1}, "status": "complete"},
+     "97.10%, 1 epoch"),
     ({}, "accuracy unknown"),
 ])
 def test_describe(ckpt, text):

@@ -117,7 +117,7 @@ def test_blank_canvas_is_empty_and_never_reaches_the_model():
 def test_from_file_names_and_describes(tiny_checkpoint):
     p = Predictor.from_file(tiny_checkpoint)
     assert p.name == str(tiny_checkpoint)
-    assert p.description.endswith("1 epochs") and "%" in p.description
+    assert p.description.endswith("1 epoch") and "%" in p.description
     assert (p.mean, p.std) == (0.1307, 0.3081)
     probs = p.probabilities(np.zeros((2, 28, 28), np.float32))
     assert probs.shape == (2, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)

@@ -10,7 +10,8 @@ import torch
 from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.runs import SHIPPED_KEY, RunError, RunStore, differing_settings, prune, run_files
 from mnist_core.train_views import (MAX_TRAIN_POINTS, MIN_WINDOW, Curves, confusion_html, curves_value, per_class_rows,
-                                    plural, status_html, window_for)
+                                    status_html, window_for)
+from mnist_core.text import plural
 
 
 # ------------------------------------------------------------------------------ live curves
@@ -150,11 +151,11 @@ def test_prune_keeps_the_newest(tmp_path):
 
 
 def test_run_descriptions_count_epochs_properly(store):
-    from mnist_core.runs import describe_run
+    from mnist_core.checkpoint import describe
     assert store.get("runs/run-a.pt").description.endswith(", 1 epoch")
     ck = {"test_metrics": {"accuracy": 98.9}, "epochs_completed": 3, "config": {"epochs": 10}, "status": "stopped"}
-    assert describe_run(ck) == "98.90%, stopped after 3/10 epochs"
-    assert describe_run({}) == "accuracy unknown"
+    assert describe(ck) == "98.90%, stopped after 3/10 epochs"
+    assert describe({}) == "accuracy unknown"
 
 
 def test_charts_have_whole_epoch_ticks_and_stay_small():
