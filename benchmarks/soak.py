@@ -115,8 +115,8 @@ def soak(a) -> None:
             n += 1
 
     try:
-        tr = threading.Thread(target=trainer, daemon=True)
-        if not a.no_training:
+        tr = None if a.no_training else threading.Thread(target=trainer, daemon=True)
+        if tr:
             tr.start()
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(client, i) for i in range(8)]
@@ -133,13 +133,13 @@ def soak(a) -> None:
             stop.set()
             for f in futures:
                 f.result()
-        if not a.no_training:
+        if tr:
             tr.join(60)
         temp_mb = sum(p.stat().st_size for p in server.temp_files()) / 1e6
         measured = lat[n_warm:]
-        print(f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), training alongside "
-              f"(runs ended as: {', '.join(trains) or 'still running'})" if not a.no_training else
-              f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), no training")
+        training = "no training" if a.no_training else \
+            f"training alongside (runs ended as: {', '.join(trains) or 'still running'})"
+        print(f"soak: 8 clients x {a.minutes:g} min (+{a.warmup:g} s warm-up), {training}")
         print(f"requests {len(measured):,}  errors {len(errors)}  p50 {1000 * pct(measured, 50):.0f} ms  "
               f"p99 {1000 * pct(measured, 99):.0f} ms")
         print(f"server RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB "
@@ -207,7 +207,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=5.0)
-    s.add_argument("--warmup", type=float, default=20.0, help="seconds before the RSS baseline is taken")
+    s.add_argument("--warmup", type=float, default=120.0,
+                   help="seconds before the RSS baseline is taken (long enough for the one-time caches: the "
+                        "look-alike index and the training data are built in the background at first)")
     s.add_argument("--data-dir", default=None)
     s.add_argument("--no-training", action="store_true", help="no training run alongside (to tell its memory apart)")
     l = sub.add_parser("load")  # noqa: E741

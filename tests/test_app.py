@@ -14,7 +14,6 @@ from gradio_client import Client, handle_file  # requirements-dev.txt: a missing
 import demo
 from mnist_core.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
-from tests.e2e.browser import free_port  # noqa: F401  (also imported from here by other tests)
 from tests.server import serve
 
 

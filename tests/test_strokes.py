@@ -14,7 +14,7 @@ from mnist_core.predict import UNSURE_BELOW, Prediction
 from mnist_core.strokes import (MAX_POINTS, MAX_STROKES, StrokeError, parse_strokes, render_strokes,
                                 strokes_to_image)
 from mnist_core.views import EMPTY_MESSAGE, label_value, prediction_html
-from tests.test_app import free_port
+from tests.e2e.browser import free_port
 
 
 def payload(strokes, **kw) -> str:

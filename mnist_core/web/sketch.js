@@ -2,8 +2,9 @@
 // `trigger`). It sends strokes, not pictures: props.value = JSON {width, height, brush, strokes},
 // and Gradio fires `change` whenever props.value changes (the live label). When the drawing is
 // finished for now (pen lifted, undo, clear) it also fires `release`: the slower explanation
-// ("Show why") runs then, as its own event, so the live label never waits for it. Coordinates are in a fixed logical square
-// (SIDE units) whatever size the canvas is shown at, so the brush keeps its size relative to the square.
+// ("Show why") runs then, as its own event, so the live label never waits for it.
+// Coordinates are in a fixed logical square (SIDE units) whatever size the canvas is shown at, so
+// the brush keeps its size relative to the square.
 const SIDE = 320;          // logical units of the square (the server renders at this size)
 const BRUSH = 22;          // brush width in logical units
 const THROTTLE_MS = 100;   // while drawing, send at most every 100 ms (trailing edge) ...
