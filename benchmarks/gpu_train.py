@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_train.py --data-dir ../shared/mnist [--previous-epochs 15] [--eager-epochs 1] \
         [--baseline-epochs 1] [--repeat]
-    python benchmarks/gpu_train.py --data-dir DIR --only fast --repeat [--cudnn-benchmark 1] [--tf32 0]
+    python benchmarks/gpu_train.py --data-dir DIR --only fast --repeat [--cudnn-benchmark 1] [--tf32 0] \
+        [--compile default|max-autotune-no-cudagraphs]
     python benchmarks/gpu_train.py --data-dir DIR --seeds 1-20 --paths fast previous --jobs 4 --out FILE.jsonl
 
 Timing mode prints one line per epoch and one summary line per pipeline, all on the same GPU in one
@@ -54,7 +55,9 @@ PATHS = {   # name: (cuda_graphs, GPU_FAST_PATH)
 
 
 def apply_knobs(steps_per_graph: int | None, channels_last: bool | None, cudnn_benchmark: bool | None = None,
-                tf32: bool | None = None) -> None:
+                tf32: bool | None = None, compile_mode: str | None = None) -> None:
+    if compile_mode:   # static shapes: the 64-image step and each evaluation chunk get their own kernels
+        gpu_fast.COMPILE = {"dynamic": False, **({} if compile_mode == "default" else {"mode": compile_mode})}
     if tf32 is not None:
         gpu_fast.ALLOW_TF32 = tf32
     if cudnn_benchmark is not None:
@@ -109,7 +112,8 @@ def summary_line(r: dict, full_epochs: int = 15) -> str:
             f"first epoch {first_cost:.2f} s incl. load {r['load_s']:.2f} s and setup, then {steady:.3f} s/epoch "
             f"(median), final test {r['final']:.2f}%, graphs {r['graphs']}"
             + (f", {r['steps_per_graph']} steps/graph, channels_last {r['channels_last']}, "
-               f"cudnn.benchmark {gpu_fast.CUDNN_BENCHMARK}, TF32 {gpu_fast.ALLOW_TF32}" if r["path"] == "fast" else ""))
+               f"cudnn.benchmark {gpu_fast.CUDNN_BENCHMARK}, TF32 {gpu_fast.ALLOW_TF32}, compile {gpu_fast.COMPILE}"
+               if r["path"] == "fast" else ""))
 
 
 def timing(a) -> None:
@@ -172,7 +176,8 @@ def only(a) -> None:
         with open(a.out, "a") as f:
             for r in results:
                 r["knobs"] = {"tf32": gpu_fast.ALLOW_TF32, "cudnn_benchmark": gpu_fast.CUDNN_BENCHMARK,
-                              "steps_per_graph": gpu_fast.STEPS_PER_GRAPH, "channels_last": gpu_fast.CHANNELS_LAST}
+                              "steps_per_graph": gpu_fast.STEPS_PER_GRAPH, "channels_last": gpu_fast.CHANNELS_LAST,
+                              "compile": gpu_fast.COMPILE}
                 f.write(json.dumps(r) + "\n")
 
 
@@ -226,8 +231,8 @@ def dataloader_baseline(a) -> dict:
 
 
 def _seed_worker(args) -> dict:
-    path, seed, data_dir, spg, cl, cb, tf = args
-    apply_knobs(spg, cl, cb, tf)
+    path, seed, data_dir, spg, cl, cb, tf, cm = args
+    apply_knobs(spg, cl, cb, tf, cm)
     r = run_path(path, data_dir, 15, seed, verbose=False)
     r.pop("epoch_s")
     return r
@@ -250,7 +255,8 @@ def seeds(a) -> None:
     ctx = mp.get_context("spawn")
     done = []
     with ctx.Pool(a.jobs, maxtasksperchild=None) as pool:
-        pending = [pool.apply_async(_seed_worker, ((p, s, a.data_dir, a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32),))
+        pending = [pool.apply_async(_seed_worker, ((p, s, a.data_dir, a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32,
+                                                        a.compile),))
                    for p, s in todo]
         for (p, s), fut in zip(todo, pending):
             left = None if deadline is None else max(1.0, deadline - time.time())
@@ -294,6 +300,8 @@ def main() -> None:
     p.add_argument("--cudnn-benchmark", type=int, choices=(0, 1), default=None,
                    help=f"fast path (default {int(gpu_fast.CUDNN_BENCHMARK)})")
     p.add_argument("--tf32", type=int, choices=(0, 1), default=None, help="fast path: TF32 convolutions (default: PyTorch's)")
+    p.add_argument("--compile", default=None, choices=("default", "max-autotune-no-cudagraphs"),
+                   help="fast path: torch.compile the model in the loop with this mode (default: not compiled)")
     p.add_argument("--only", choices=list(PATHS), default=None, help="time this one path only, cold then (--repeat) warm")
     p.add_argument("--profile-setup", action="store_true", help="with --only: CPU-profile a cold 1-epoch run first")
     p.add_argument("--seeds", nargs="*", help="seed mode: seeds such as 1-20 or 1 2 3")
@@ -307,7 +315,7 @@ def main() -> None:
     a.channels_last = None if a.channels_last is None else bool(a.channels_last)
     a.cudnn_benchmark = None if a.cudnn_benchmark is None else bool(a.cudnn_benchmark)
     a.tf32 = None if a.tf32 is None else bool(a.tf32)
-    apply_knobs(a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32)
+    apply_knobs(a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32, a.compile)
     if a.seeds:
         seeds(a)
     else:

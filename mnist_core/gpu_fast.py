@@ -39,6 +39,11 @@ WARMUP_STEPS = 2         # eager steps (real training steps) before the first ca
 # Not measured in a fresh process yet (benchmarks/gpu_train.py --only fast --cudnn-benchmark 1 / --tf32 0):
 CUDNN_BENCHMARK = False  # let cuDNN time its algorithms for each conv shape (while this loop runs)
 ALLOW_TF32 = None        # None: PyTorch's setting (TF32 convolutions); False: FP32 convolutions in this loop
+# Not measured on a GPU yet (benchmarks/gpu_train.py --only fast --compile default): torch.compile's keyword
+# arguments for the model's forward (and, through AOTAutograd, backward) in this loop, or None. Inductor can fuse
+# each ReLU + BatchNorm pair and the BN counters (~25% of the kernel time measured) into a few Triton kernels;
+# the convolutions stay cuDNN's. Compiling costs tens of seconds once per process (less with Inductor's cache).
+COMPILE: dict | None = None
 
 
 Progress = Callable[[int, int, float, int], None]   # (batches done, samples seen, loss sum, correct)
@@ -74,13 +79,17 @@ class FastLoop:
                  test_images: torch.Tensor, test_labels: torch.Tensor, *, batch_size: int, lr: float,
                  momentum: float, rotation: float, interpolation: str, eval_batch_size: int,
                  generator: torch.Generator, steps_per_graph: int | None = None,
-                 channels_last: bool | None = None, use_graphs: bool | None = None) -> None:
+                 channels_last: bool | None = None, use_graphs: bool | None = None,
+                 compile: dict | None = None) -> None:
         self.device = train_labels.device
         cuda = self.device.type == "cuda"
         self.use_graphs = cuda if use_graphs is None else (use_graphs and cuda)
         channels_last = CHANNELS_LAST if channels_last is None else channels_last
         layout = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=layout)
+        compile_kwargs = COMPILE if compile is None else compile
+        # what the steps and the evaluation call; the same parameters, train()/eval() still set on self.model
+        self.forward = torch.compile(self.model, **compile_kwargs) if compile_kwargs else self.model
         self.batch = batch_size
         self.n = len(train_labels)
         self.full, self.tail = divmod(self.n, batch_size)
@@ -228,7 +237,7 @@ class FastLoop:
 
     # --- internals ---
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+        out = self.forward(x)
         loss = F.nll_loss(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -251,7 +260,7 @@ class FastLoop:
     def _eval_body(self) -> None:
         with torch.no_grad():
             for j, (a, b) in enumerate(self.eval_chunks):
-                out = self.model(self.x_test[a:b])
+                out = self.forward(self.x_test[a:b])
                 self.eval_loss[j].copy_(F.nll_loss(out, self.y_test[a:b], reduction="sum"))
                 torch.argmax(out, 1, out=self.eval_pred[a:b])
 

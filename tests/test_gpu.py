@@ -33,7 +33,7 @@ def _data(device, n_train=B * 11 + 20, n_test=130, seed=0):
     return [t.to(device) for t in (imgs, labels, timgs, tlabels)]
 
 
-def _loop_and_reference(device, steps_per_graph, use_graphs):
+def _loop_and_reference(device, steps_per_graph, use_graphs, compile=None):
     torch.manual_seed(0)
     model = Net(dropout=0.0).to(device)
     ref = copy.deepcopy(model)
@@ -41,7 +41,7 @@ def _loop_and_reference(device, steps_per_graph, use_graphs):
     loop = FastLoop(model, imgs, labels, timgs, tlabels, batch_size=B, lr=0.02, momentum=0.9, rotation=7.0,
                     interpolation="nearest", eval_batch_size=50,
                     generator=torch.Generator(device=device).manual_seed(1),
-                    steps_per_graph=steps_per_graph, use_graphs=use_graphs)
+                    steps_per_graph=steps_per_graph, use_graphs=use_graphs, compile=compile)
     return loop, ref, (timgs, tlabels)
 
 
@@ -82,6 +82,30 @@ def test_fast_loop_logic_matches_eager_steps_on_cpu():
     want = evaluate(ref, TensorBatches(timgs, tlabels, 50, shuffle=False))
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)
     assert got["confusion_matrix"] == want["confusion_matrix"] and got["accuracy"] == want["accuracy"]
+
+
+def test_fast_loop_compile_knob_trains_through_the_compiled_forward_and_backward():
+    # gpu_fast.COMPILE's wiring, on the CPU: "aot_eager" traces forward and backward as Inductor would
+    # (Dynamo + AOTAutograd) but runs them with ATen's kernels, so no C++/Triton compiler is needed here.
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    loop, ref, (timgs, tlabels) = _loop_and_reference(torch.device("cpu"), 3, use_graphs=False,
+                                                       compile={"backend": counter})
+    opt = torch.optim.SGD(ref.parameters(), lr=0.02, momentum=0.9)
+    x, y = loop.make_epoch()
+    assert loop.train_epoch(None, epoch=(x, y))
+    ls, cs = _eager_epoch(ref, opt, x, y)
+    got_ls, got_cs = loop.sums()
+    assert got_ls == pytest.approx(ls, rel=1e-4) and abs(got_cs - cs) <= 2
+    assert _max_diff(loop.model, ref) < 1e-4
+    trained = counter.frame_count
+    assert trained >= 1                         # the steps ran the compiled model (the short last batch: again)
+    got = loop.evaluate()       # eval mode and no_grad: Dynamo compiles that variant too
+    want = evaluate(ref, TensorBatches(timgs, tlabels, 50, shuffle=False))
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    assert counter.frame_count > trained
+    torch._dynamo.reset()
 
 
 def test_fast_loop_stops_between_replays():
