@@ -142,7 +142,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                         [status, table, loss_plot, acc_plot, picker, curves_json, start_btn, stop_btn, run_pick,
                          compare_pick], api_name="train",
                         concurrency_limit=2, show_progress="hidden")  # 2: a second Start is refused, not queued
-        stop_btn.click(tr.stop, None, [status], api_name="stop", show_progress="hidden", concurrency_limit=None)
+        stop_btn.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
         compare_pick.change(tr.compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
                             show_progress="hidden")
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],

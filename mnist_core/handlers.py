@@ -174,9 +174,13 @@ class TrainHandlers:
             yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
                    gr.update(interactive=going), *results)
 
-    def stop(self, request: gr.Request):
+    def stop(self, request: gr.Request) -> None:
+        """Stops the caller's run. No output: the run's own stream shows it ending (an output here would
+        get gr.update() now and the stream's value later, which Gradio 6.31 pays for with one component
+        object per click, see KEEP). Nothing to stop (an API call, a stale page): a toast says so."""
         owner = request.session_hash if request is not None else None
-        return KEEP if self.trainer.stop(owner) else status_html("idle", "No run of yours is going.")
+        if not self.trainer.stop(owner):
+            gr.Info("No run of yours is going.")
 
     def on_unload(self, request: gr.Request):
         """A closed tab must not leave an orphan run burning the CPU."""

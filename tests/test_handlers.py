@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gradio_client import Client
 
 import demo
+from mnist_core import handlers
 from mnist_core.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_core.insight import InsightService
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
@@ -101,3 +103,25 @@ def test_train_handlers_show_compare_and_delete(shipped_checkpoint, tmp_path):
     assert model == SHIPPED_KEY and compare_pick["value"] == []
     _, msg, *_ = tr.delete_run(SHIPPED_KEY, [], SHIPPED_KEY)
     assert msg.startswith("Not deleted") and shipped_checkpoint.is_file()
+
+
+def test_stop_has_no_output_and_says_when_nothing_runs(shipped_checkpoint, tmp_path, monkeypatch):
+    # No output at all: a gr.update() to the status now and the stream's value later would keep one more
+    # component object in the session per click (Gradio 6.31; see test_drawing_for_long_does_not_grow_the_session).
+    toasts = []
+    monkeypatch.setattr(handlers.gr, "Info", lambda msg, *a, **k: toasts.append(msg))
+
+    class Service:
+        def __init__(self):
+            self.asked = []
+
+        def stop(self, owner):
+            self.asked.append(owner)
+            return owner == "running"
+
+    service = Service()
+    tr = TrainHandlers(service, RunStore(shipped_checkpoint, tmp_path), ModelRegistry(shipped_checkpoint, tmp_path),
+                       tmp_path / "exports")
+    assert tr.stop(SimpleNamespace(session_hash="running")) is None and toasts == []
+    assert tr.stop(SimpleNamespace(session_hash="idle")) is None and toasts == ["No run of yours is going."]
+    assert service.asked == ["running", "idle"]
