@@ -1,5 +1,6 @@
-"""Per-setting seed tables from sweep.py's JSON lines: min / mean / max, spread, count >= 99.40, and the
-paired difference against the default recipe on the same seeds.
+"""Per-setting seed tables from sweep.py's JSON lines: min / mean / max, spread, count >= 99.40, the
+paired difference against the default recipe on the same seeds, and the mean training accuracy of the
+last epoch (on rotated images, averaged over the epoch's batches).
 
     python benchmarks/seed_table.py benchmarks/results/sweep20_cpu_default.jsonl \
         benchmarks/results/sweep20_cpu_bnm001.jsonl [--epoch 8] [--seeds 1-20]
@@ -43,6 +44,11 @@ def accuracy(row: dict, epoch: int | None) -> float | None:
     return per_epoch[epoch - 1] if 0 < epoch <= len(per_epoch) else None
 
 
+def train_accuracy(row: dict) -> float | None:
+    """The last epoch's training accuracy (running mean over its batches), where the line has it."""
+    return row["history"][-1].get("train_accuracy") if row.get("history") else None
+
+
 def name(setting: tuple) -> str:
     changed = [f"{k} {v}" for k, v in setting[1] if v != DEFAULTS[k]]
     return (", ".join(changed) or "default") + f" ({setting[0][0]}, {setting[0][1]} trainer)"
@@ -50,13 +56,16 @@ def name(setting: tuple) -> str:
 
 def table(rows: list[dict], epoch: int | None = None, seeds: set[int] | None = None) -> str:
     by: dict[tuple, dict[int, float]] = defaultdict(dict)
+    train: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in rows:
         acc = accuracy(r, epoch)
         if acc is not None and (seeds is None or r["seed"] in seeds):
             by[setting_of(r)][r["seed"]] = acc      # a seed run twice: the later line wins
+            if epoch is None and train_accuracy(r) is not None:
+                train[setting_of(r)][r["seed"]] = train_accuracy(r)
     bases = {s[0]: s for s in by if is_default(s)}    # the default of each device and trainer
     out = [f"| setting | seeds | min / mean / max (%) | std | >= {TARGET:.2f} | paired diff vs default "
-           "(mean +/- s.e.; seeds better / worse) |", "|---|---|---|---|---|---|"]
+           "(mean +/- s.e.; seeds better / worse) | train acc., last epoch (mean %) |", "|---|---|---|---|---|---|---|"]
     for s in sorted(by, key=lambda s: (s[0], not is_default(s), name(s))):
         base = bases.get(s[0])
         accs = by[s]
@@ -70,8 +79,10 @@ def table(rows: list[dict], epoch: int | None = None, seeds: set[int] | None = N
                 se = statistics.stdev(d) / math.sqrt(len(d))
                 diff = (f"{statistics.mean(d):+.3f} +/- {se:.3f} on {len(d)} seeds "
                         f"({sum(x > 1e-9 for x in d)} / {sum(x < -1e-9 for x in d)})")
+        tr = list(train[s].values())
         out.append(f"| {name(s)} | {len(v)} | {min(v):.2f} / {statistics.mean(v):.3f} / {max(v):.2f} | {std:.3f} "
-                   f"| {sum(x >= TARGET - 1e-9 for x in v)}/{len(v)} | {diff} |")
+                   f"| {sum(x >= TARGET - 1e-9 for x in v)}/{len(v)} | {diff} "
+                   f"| {f'{statistics.mean(tr):.3f}' if tr else ''} |")
     return "\n".join(out)
 
 
