@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 15's next GPU check, prepared as one device call (about 6-8 minutes on an H100, the last variant may be cut off; nothing here
-# has run on a GPU yet). Each variant of the fast path is timed in its own fresh process, cold and
-# then warm (--repeat), so cuDNN's benchmark cache and Dynamo's compiled code cannot leak between them.
+# Issue 15's next GPU check, prepared as one device call (about 6-8 minutes on an H100; the last
+# variant may be cut off; nothing here has run on a GPU yet). Each variant of the fast path is timed
+# in its own fresh process, cold and then warm (--repeat), so cuDNN's benchmark cache and Dynamo's
+# compiled code cannot leak between them.
 #
 # Here, once (the data travels gzipped, ~11 MB; .mnist_gz/ is git-ignored):
 #   mkdir -p .mnist_gz && for f in ../shared/mnist/MNIST/raw/*-ubyte; do gzip -c "$f" > .mnist_gz/$(basename "$f").gz; done

@@ -61,8 +61,9 @@ def table(rows: list[dict], epoch: int | None = None, seeds: set[int] | None = N
         acc = accuracy(r, epoch)
         if acc is not None and (seeds is None or r["seed"] in seeds):
             by[setting_of(r)][r["seed"]] = acc      # a seed run twice: the later line wins
-            if epoch is None and train_accuracy(r) is not None:
-                train[setting_of(r)][r["seed"]] = train_accuracy(r)
+            t = train_accuracy(r) if epoch is None else None
+            if t is not None:
+                train[setting_of(r)][r["seed"]] = t
     bases = {s[0]: s for s in by if is_default(s)}    # the default of each device and trainer
     out = [f"| setting | seeds | min / mean / max (%) | std | >= {TARGET:.2f} | paired diff vs default "
            "(mean +/- s.e.; seeds better / worse) | train acc., last epoch (mean %) |", "|---|---|---|---|---|---|---|"]
