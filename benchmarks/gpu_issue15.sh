@@ -2,7 +2,8 @@
 # Issue 15's next GPU check, prepared as one device call (about 6-8 minutes on an H100; the last
 # variant may be cut off; nothing here has run on a GPU yet). Each variant of the fast path is timed
 # in its own fresh process, cold and then warm (--repeat), so cuDNN's benchmark cache and Dynamo's
-# compiled code cannot leak between them.
+# compiled code cannot leak between them. What comes back: one log per variant and one JSON-lines
+# file for all (7 files: the device returns at most 8 from $OUT).
 #
 # Here, once (the data travels gzipped, ~11 MB; .mnist_gz/ is git-ignored):
 #   mkdir -p .mnist_gz && for f in ../shared/mnist/MNIST/raw/*-ubyte; do gzip -c "$f" > .mnist_gz/$(basename "$f").gz; done
@@ -27,7 +28,7 @@ variant() {   # name, seconds allowed, then gpu_train.py's flags
     shift 2
     echo "=== $name: $*"
     timeout "$limit" $PY benchmarks/gpu_train.py --data-dir "$DATA" --only fast "$@" \
-        --out "$OUT_DIR/variants_$name.jsonl" > "$OUT_DIR/$name.log" 2>&1
+        --label "$name" --out "$OUT_DIR/variants.jsonl" > "$OUT_DIR/$name.log" 2>&1
     echo "exit $?"
     grep -E "^(cold|warm process|  one-time)|Error|error" "$OUT_DIR/$name.log" | cut -c1-400
 }

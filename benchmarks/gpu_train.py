@@ -21,6 +21,7 @@ on the one GPU; timing is not the point there) and appends one JSON line per run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -54,18 +55,39 @@ PATHS = {   # name: (cuda_graphs, GPU_FAST_PATH)
 }
 
 
-def apply_knobs(steps_per_graph: int | None, channels_last: bool | None, cudnn_benchmark: bool | None = None,
-                tf32: bool | None = None, compile_mode: str | None = None) -> None:
-    if compile_mode:   # static shapes: the 64-image step and each evaluation chunk get their own kernels
-        gpu_fast.COMPILE = {"dynamic": False, **({} if compile_mode == "default" else {"mode": compile_mode})}
-    if tf32 is not None:
-        gpu_fast.ALLOW_TF32 = tf32
-    if cudnn_benchmark is not None:
-        gpu_fast.CUDNN_BENCHMARK = cudnn_benchmark
-    if steps_per_graph:
-        gpu_fast.STEPS_PER_GRAPH = steps_per_graph
-    if channels_last is not None:
-        gpu_fast.CHANNELS_LAST = channels_last
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    """The fast path's settings a run may change (None: gpu_fast's default). Applied once per process,
+    before the Trainer is built; seed workers get the same object."""
+    steps_per_graph: int | None = None
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None
+    tf32: bool | None = None
+    compile_mode: str | None = None   # torch.compile mode: "default" or "max-autotune-no-cudagraphs"
+
+    @classmethod
+    def from_args(cls, a) -> "Knobs":
+        flag = lambda v: None if v is None else bool(v)  # noqa: E731  (0/1 on the command line)
+        return cls(a.steps_per_graph, flag(a.channels_last), flag(a.cudnn_benchmark), flag(a.tf32), a.compile)
+
+    def apply(self) -> None:
+        if self.compile_mode:   # static shapes: the 64-image step and each evaluation chunk get their own kernels
+            gpu_fast.COMPILE = {"dynamic": False, **({} if self.compile_mode == "default" else {"mode": self.compile_mode})}
+        if self.tf32 is not None:
+            gpu_fast.ALLOW_TF32 = self.tf32
+        if self.cudnn_benchmark is not None:
+            gpu_fast.CUDNN_BENCHMARK = self.cudnn_benchmark
+        if self.steps_per_graph:
+            gpu_fast.STEPS_PER_GRAPH = self.steps_per_graph
+        if self.channels_last is not None:
+            gpu_fast.CHANNELS_LAST = self.channels_last
+
+
+def knobs_in_effect() -> dict:
+    """What the fast path runs with now (recorded in every JSON line)."""
+    return {"tf32": gpu_fast.ALLOW_TF32, "cudnn_benchmark": gpu_fast.CUDNN_BENCHMARK,
+            "steps_per_graph": gpu_fast.STEPS_PER_GRAPH, "channels_last": gpu_fast.CHANNELS_LAST,
+            "compile": gpu_fast.COMPILE}
 
 
 def run_path(path: str, data_dir: str | None, epochs: int = 15, seed: int = 1, verbose: bool = True) -> dict:
@@ -175,9 +197,8 @@ def only(a) -> None:
     if a.out:
         with open(a.out, "a") as f:
             for r in results:
-                r["knobs"] = {"tf32": gpu_fast.ALLOW_TF32, "cudnn_benchmark": gpu_fast.CUDNN_BENCHMARK,
-                              "steps_per_graph": gpu_fast.STEPS_PER_GRAPH, "channels_last": gpu_fast.CHANNELS_LAST,
-                              "compile": gpu_fast.COMPILE}
+                r["knobs"] = knobs_in_effect()
+                r["label"] = a.label
                 f.write(json.dumps(r) + "\n")
 
 
@@ -230,11 +251,11 @@ def dataloader_baseline(a) -> dict:
     return r
 
 
-def _seed_worker(args) -> dict:
-    path, seed, data_dir, spg, cl, cb, tf, cm = args
-    apply_knobs(spg, cl, cb, tf, cm)
+def _seed_worker(path: str, seed: int, data_dir: str | None, knobs: Knobs) -> dict:
+    knobs.apply()   # a spawned worker starts from gpu_fast's defaults
     r = run_path(path, data_dir, 15, seed, verbose=False)
     r.pop("epoch_s")
+    r["knobs"] = knobs_in_effect()
     return r
 
 
@@ -255,9 +276,7 @@ def seeds(a) -> None:
     ctx = mp.get_context("spawn")
     done = []
     with ctx.Pool(a.jobs, maxtasksperchild=None) as pool:
-        pending = [pool.apply_async(_seed_worker, ((p, s, a.data_dir, a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32,
-                                                        a.compile),))
-                   for p, s in todo]
+        pending = [pool.apply_async(_seed_worker, (p, s, a.data_dir, a.knobs)) for p, s in todo]
         for (p, s), fut in zip(todo, pending):
             left = None if deadline is None else max(1.0, deadline - time.time())
             try:
@@ -309,13 +328,12 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=4, help="seed mode: worker processes sharing the GPU")
     p.add_argument("--max-seconds", type=float, default=None, help="seed mode: stop waiting after this long")
     p.add_argument("--out", default=None, help="JSON lines of every run")
+    p.add_argument("--label", default=None, help="with --only: a name stored in each JSON line (one file, many variants)")
     a = p.parse_args()
     if not torch.cuda.is_available() and not DRY:
         sys.exit("no CUDA GPU: this benchmark needs one")
-    a.channels_last = None if a.channels_last is None else bool(a.channels_last)
-    a.cudnn_benchmark = None if a.cudnn_benchmark is None else bool(a.cudnn_benchmark)
-    a.tf32 = None if a.tf32 is None else bool(a.tf32)
-    apply_knobs(a.steps_per_graph, a.channels_last, a.cudnn_benchmark, a.tf32, a.compile)
+    a.knobs = Knobs.from_args(a)
+    a.knobs.apply()
     if a.seeds:
         seeds(a)
     else:
