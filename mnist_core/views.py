@@ -84,7 +84,7 @@ def progress_html(state: str, message: str, batch: int = 0, batches: int = 0, et
 
 
 CSS = """
-#label .confidence-set:nth-of-type(n+4) {display: none}  /* the API gets all 10; the eye gets the top 3 */
+#label .confidence-set {display: none}  /* the API gets all 10; the eye reads them once, in the bars below */
 .prediction .headline {font-size: 1.4em; margin-bottom: .4em}
 .prediction .muted, .muted {opacity: .65; font-size: .9em}
 .pred-body {display: flex; gap: 1.2em; align-items: flex-start; flex-wrap: wrap}

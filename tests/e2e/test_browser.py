@@ -29,6 +29,9 @@ def test_draw_digits_and_clear(page):
         wait_label(page, digit)
         assert page.locator("#view .prediction").get_attribute("data-empty") == "false"
         assert strokes_on_canvas(page) == len(strokes)
+        # one chart of the probabilities on the page: the 10 bars in digit order; the Label shows the answer
+        assert page.locator("#view .bar-row").count() == 10
+        assert page.locator("#label .confidence-set:visible").count() == 0
         if digit == "7":
             page.screenshot(path=str(ARTIFACTS / "draw-tab.png"))
         clear(page)
