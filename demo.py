@@ -102,8 +102,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             status = gr.HTML(status_html("idle", "Ready."), elem_id="train-status")
             empty_loss, empty_acc = curve_charts([], [], defaults.epochs)
             with gr.Row():
-                loss_plot = gr.HTML(empty_loss, elem_id="loss-plot")
-                acc_plot = gr.HTML(empty_acc, elem_id="acc-plot")
+                loss_plot = gr.HTML(empty_loss, elem_id="loss-plot", elem_classes="chart-cell")
+                acc_plot = gr.HTML(empty_acc, elem_id="acc-plot", elem_classes="chart-cell")
             gr.Markdown("Train curves: mean over each window of about 30-40 batches (no other smoothing); "
                         "test: once per epoch. Runs picked under *Compare* are overlaid as `test: <run>`.",
                         elem_classes=["muted"])
@@ -116,8 +116,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                                            label="Runs to compare (the shipped model and every saved run)")
                 with gr.Row():
                     empty_cacc, empty_closs = compare_charts([])
-                    cmp_acc = gr.HTML(empty_cacc, elem_id="compare-acc")
-                    cmp_loss = gr.HTML(empty_closs, elem_id="compare-loss")
+                    cmp_acc = gr.HTML(empty_cacc, elem_id="compare-acc", elem_classes="chart-cell")
+                    cmp_loss = gr.HTML(empty_closs, elem_id="compare-loss", elem_classes="chart-cell")
                 diff_table = gr.Dataframe(pd.DataFrame(columns=["run", "test acc %"]), interactive=False,
                                           label="Settings that differ", elem_id="compare-table")
             with gr.Accordion("Results of a run", open=True):
@@ -134,8 +134,9 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                 run_msg = gr.Markdown(elem_id="run-msg")
                 with gr.Row():
                     class_bars = gr.BarPlot(empty_class_bars(), x="digit", y="accuracy",
-                                            title="Test accuracy per digit (%)", elem_id="per-class")
-                    confusion = gr.HTML(run_confusion_html(None), elem_id="confusion")
+                                            title="Test accuracy per digit (%)", elem_id="per-class",
+                                            elem_classes="chart-cell")
+                    confusion = gr.HTML(run_confusion_html(None), elem_id="confusion", elem_classes="chart-cell")
 
         start_btn.click(tr.train, [n_epochs, n_lr, n_mom, n_batch, n_step, n_gamma, n_rot, n_drop, n_seed, n_samples,
                                 device, model_key, compare_pick],

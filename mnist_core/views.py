@@ -95,6 +95,9 @@ CSS = """
 figure {margin: 0; text-align: center}
 .mnist-view {width: 112px; height: 112px; image-rendering: pixelated; background: #000; display: block}
 figcaption {font-size: .8em; opacity: .7}
+/* Train tab: a pair of charts shares a row where both get 320 px, else each takes the full width (a phone).
+   !important: Gradio writes its own min-width inline on each block, and gr.HTML ignores min_width. */
+.chart-cell {min-width: min(320px, 100%) !important}
 .progress {background: var(--neutral-200, #e5e7eb); height: .6em; border-radius: 3px; margin-top: .4em}
 .progress > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px; transition: width .2s}
 """

@@ -125,6 +125,36 @@ def test_touch_draws_too(browser, server):
         ctx.close()
 
 
+CHART_PAIRS = [("#loss-plot", "#acc-plot"), ("#compare-acc", "#compare-loss"), ("#per-class", "#confusion")]
+
+
+def chart_boxes(pg) -> list[tuple[dict, dict]]:
+    pg.get_by_role("tab", name="Train").click()
+    pg.wait_for_selector("#loss-plot svg")
+    return [(pg.locator(a).bounding_box(), pg.locator(b).bounding_box()) for a, b in CHART_PAIRS]
+
+
+def test_train_charts_side_by_side_on_a_laptop_one_under_the_other_on_a_phone(browser, server):
+    """Each pair of charts shares a row where there is room; on a phone each gets the full width instead of
+    being squeezed to a third of it (unreadable 3-px text)."""
+    wide = open_page(browser, server)
+    try:
+        for left, right in chart_boxes(wide):
+            assert abs(left["y"] - right["y"]) < 2 and right["x"] >= left["x"] + left["width"] - 1
+    finally:
+        wide.close()
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    phone = ctx.new_page()
+    try:
+        phone.goto(server)
+        phone.wait_for_selector("#sketchpad canvas")
+        for top, bottom in chart_boxes(phone):
+            assert bottom["y"] >= top["y"] + top["height"] - 1
+            assert min(top["width"], bottom["width"]) >= 300
+    finally:
+        ctx.close()
+
+
 def test_train_tab_run_stop_and_use_model(page):
     page.get_by_role("tab", name="Train").click()
     page.wait_for_selector("#loss-plot")
