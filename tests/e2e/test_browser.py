@@ -136,7 +136,7 @@ def chart_boxes(pg) -> list[tuple[dict, dict]]:
 
 def test_train_charts_side_by_side_on_a_laptop_one_under_the_other_on_a_phone(browser, server):
     """Each pair of charts shares a row where there is room; on a phone each gets the full width instead of
-    being squeezed to a third of it (unreadable 3-px text)."""
+    half of it (where the charts' 11-px labels shrank to 3 px)."""
     wide = open_page(browser, server)
     try:
         for left, right in chart_boxes(wide):
