@@ -120,8 +120,12 @@ ROW_EPOCHS_JS = """() => { const rows = new Map();
   return [...rows.keys()].sort((a, b) => a - b).map(k => rows.get(k)); }"""
 
 
-def open_page(browser, url: str, height: int = 1000):
-    pg = browser.new_page(viewport={"width": 1280, "height": height})
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
+
+
+def open_page(browser, url: str, height: int = 1000, **options):
+    """The app loaded in a new page (its own context): a 1280-px laptop window, or e.g. **PHONE."""
+    pg = browser.new_page(**{"viewport": {"width": 1280, "height": height}, **options})
     pg.goto(url)
     pg.wait_for_selector("#sketchpad canvas")
     return pg

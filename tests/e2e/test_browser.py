@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import (ARTIFACTS, DIGITS, LABEL, ROW_EPOCHS_JS, WATCH_LABEL_JS, clear, draw, open_page,
+from tests.e2e.browser import (ARTIFACTS, DIGITS, LABEL, PHONE, ROW_EPOCHS_JS, WATCH_LABEL_JS, clear, draw, open_page,
                                set_number, shown_label, strokes_on_canvas, to_screen, wait_label, wait_state)
 
 
@@ -98,14 +98,10 @@ def test_drawing_writes_no_files(page):
 
 def test_touch_draws_too(browser, server):
     """A phone: touch pointer events (through Chromium's own touch emulation) draw instead of scrolling."""
-    ctx = browser.new_context(viewport={"width": 420, "height": 900}, has_touch=True, is_mobile=True,
-                              device_scale_factor=2)
-    pg = ctx.new_page()
+    pg = open_page(browser, server, **PHONE)
     try:
-        pg.goto(server)
-        pg.wait_for_selector("#sketchpad canvas")
         pg.locator("#sketchpad canvas").scroll_into_view_if_needed()
-        cdp = ctx.new_cdp_session(pg)
+        cdp = pg.context.new_cdp_session(pg)
         for stroke in DIGITS["7"]:
             pts = to_screen(pg, stroke)
             dense = [(a[0] + (b[0] - a[0]) * t / 8, a[1] + (b[1] - a[1]) * t / 8)
@@ -120,9 +116,9 @@ def test_touch_draws_too(browser, server):
         # crisp on a high-DPI screen: the backing store is the displayed size x devicePixelRatio
         w, css_w = pg.evaluate("() => { const c = document.querySelector('#sketchpad canvas');"
                                " return [c.width, c.getBoundingClientRect().width]; }")
-        assert w == round(css_w * 2)
+        assert w == round(css_w * PHONE["device_scale_factor"])
     finally:
-        ctx.close()
+        pg.close()
 
 
 CHART_PAIRS = [("#loss-plot", "#acc-plot"), ("#compare-acc", "#compare-loss"), ("#per-class", "#confusion")]
@@ -143,16 +139,13 @@ def test_train_charts_side_by_side_on_a_laptop_one_under_the_other_on_a_phone(br
             assert abs(left["y"] - right["y"]) < 2 and right["x"] >= left["x"] + left["width"] - 1
     finally:
         wide.close()
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
-    phone = ctx.new_page()
+    phone = open_page(browser, server, **PHONE)
     try:
-        phone.goto(server)
-        phone.wait_for_selector("#sketchpad canvas")
         for top, bottom in chart_boxes(phone):
             assert bottom["y"] >= top["y"] + top["height"] - 1
             assert min(top["width"], bottom["width"]) >= 300
     finally:
-        ctx.close()
+        phone.close()
 
 
 def test_train_tab_run_stop_and_use_model(page):
