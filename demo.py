@@ -3,9 +3,9 @@
     python demo.py [--host HOST] [--port PORT] [--checkpoint checkpoints/mnist_cnn.pt] [--data-dir DIR]
                    [--no-train] [--max-queue N] [--allowed-hosts a.example,b.example] [--share]
 
-This file only lays out the UI and wires its events to mnist_core: what each event does is in
-mnist_core/handlers.py, the app's components in mnist_core/components.py (the drawing canvas's front
-end in mnist_core/web/), the server's bounds in mnist_core/webguard.py.
+This file only lays out the UI and wires its events to the app package mnist_web (which uses the ML library mnist_core): what each event does is in
+mnist_web/handlers.py, the app's components in mnist_web/components.py (the drawing canvas's front
+end in mnist_web/web/), the server's bounds in mnist_web/webguard.py.
 Per-user state is the chosen model (gr.State); the only thing shared between users is the training
 service (one run at a time) and the read-only cache of loaded models.
 """
@@ -23,21 +23,21 @@ import torch
 from starlette.middleware import Middleware
 
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
-from mnist_core.components import ApiSketchpad, Label, sketch_canvas
+from mnist_web.components import ApiSketchpad, Label, sketch_canvas
 from mnist_core.config import LIMITS, TrainConfig
 from mnist_core.data import resolve_data_dir
-from mnist_core.handlers import DrawHandlers, TrainHandlers, empty_class_bars
+from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_core.insight import SORT_ORDERS, InsightService
-from mnist_core.insight_views import CSS as INSIGHT_CSS
-from mnist_core.insight_views import heat_html
+from mnist_web.insight_views import CSS as INSIGHT_CSS
+from mnist_web.insight_views import heat_html
 from mnist_core.predict import Prediction
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
-from mnist_core.train_views import compare_charts, curve_charts, status_html
-from mnist_core.train_views import confusion_html as run_confusion_html
-from mnist_core.training_service import TrainingService
-from mnist_core.views import CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, prediction_html
-from mnist_core.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
+from mnist_web.train_views import compare_charts, curve_charts, status_html
+from mnist_web.train_views import confusion_html as run_confusion_html
+from mnist_web.training_service import TrainingService
+from mnist_web.views import CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, prediction_html
+from mnist_web.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
 
 QUEUE_MAX = 64        # requests waiting past this get Gradio's "queue is full" instead of waiting forever
 CLASSIFY_CONCURRENCY = 4

@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
-from mnist_core.components import Label  # noqa: E402
+from mnist_web.components import Label  # noqa: E402
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry  # noqa: E402
-from mnist_core.views import EMPTY_MESSAGE, label_value, message_html, prediction_html  # noqa: E402
+from mnist_web.views import EMPTY_MESSAGE, label_value, message_html, prediction_html  # noqa: E402
 from tests.e2e.browser import DIGITS, circle, free_port, launch_browser  # noqa: E402
 
 # One entry per answer: the view's 28x28 image (a data URI) and headline change with every answer.

@@ -130,7 +130,7 @@ def main() -> None:
     for m in METHODS:
         explain(predictor, sketch, m)
         print("   " + fmt(f"explain {m}", timed(lambda: explain(predictor, sketch, m), a.runs)))
-    from mnist_core.insight_views import explanation_image
+    from mnist_web.insight_views import explanation_image
     e = explain(predictor, sketch)
     print("   " + fmt("overlay image (224x224 RGB)", timed(lambda: explanation_image(e), a.runs)))
 

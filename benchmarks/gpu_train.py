@@ -206,7 +206,7 @@ def train_tab(a) -> None:
     """The Train tab's run: TrainingService with the default values (device auto), as the web UI streams it."""
     import tempfile
     try:
-        from mnist_core.training_service import TrainingService
+        from mnist_web.training_service import TrainingService
         train_mod.GPU_FAST_PATH = True
         with tempfile.TemporaryDirectory() as tmp:
             svc = TrainingService(tmp, data_dir=a.data_dir, download=False)

@@ -1,4 +1,6 @@
-"""mnist_core: a 7,416-parameter MNIST CNN, its training recipe, and everything the demo needs.
+"""mnist_core: the ML library. A 7,416-parameter MNIST CNN, its training recipe, evaluation,
+checkpoints, preprocessing of drawings, and the ONNX export. It never imports Gradio: the web app
+(`mnist_web`, beside it) imports this package, never the other way round.
 
 Modules, by what they hold:
     config      TrainConfig, the one frozen dataclass of hyperparameters (CLI and UI share it); the
@@ -11,17 +13,15 @@ Modules, by what they hold:
     multi       K seeds trained as one batched network (seed sweeps)
     evaluate    test loss / accuracy / per-class accuracy / confusion matrix
     checkpoint  atomic save, safe (weights_only) load
-    strokes     the Draw tab's stroke payload: parse, bound, render with PIL
+    export      a checkpoint as an ONNX file (dynamic batch axis, normalization in its metadata)
+    strokes     the Draw tab's stroke payload: parse, bound, render
     preprocess  turning a drawing into an MNIST-like 28x28 image (pure functions)
     predict     Predictor: a loaded model + preprocessing = probabilities
-    registry    the checkpoints the demo can offer
+    registry    the checkpoints a front end can offer (shipped + trained runs)
     runs        saved runs: listing, comparing, download, delete, pruning
-    training_service  one training run at a time for the app, streamed as small updates
     insight     why it said that: saliency, look-alike training digits, the model's mistakes
-    views       small HTML values for the app (+ train_views: live SVG charts; insight_views: heat maps)
-    webguard    a public server's bounds: Host/Origin checks, body limits, bounded logs, hosting address
-    web/        the Draw tab's canvas (gr.HTML custom component: html, css, js)
-    cli         `python -m mnist_core ...`
+    text        tiny wording helpers
+    cli         `python -m mnist_core ...` (console script `mnist-core`)
 """
 
 __version__ = "1.0.0"

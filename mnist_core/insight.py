@@ -1,7 +1,7 @@
 """Why did it say 7? Saliency for one digit, look-alike training digits, and the model's own mistakes.
 
 Pure logic, no UI: arrays and small dataclasses in, arrays and small dataclasses out. The pictures
-(heat-map overlay, gallery items, confusion table) are made in `insight_views`.
+(heat-map overlay, gallery items, confusion table) are made in the app (`mnist_web.insight_views`).
 
 - saliency(): where in the 28x28 view the evidence for a class lies. Occlusion (the default,
   chosen by measurement: benchmarks/explain_latency.py), integrated gradients, gradient x input and

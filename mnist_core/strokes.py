@@ -1,6 +1,6 @@
 """Drawings sent as strokes: parse the page's JSON, check its bounds, render it with PIL.
 
-The Draw tab's canvas (mnist_core/web/sketch.js) sends what the pen did, not a picture of it:
+The Draw tab's canvas (mnist_web/web/sketch.js) sends what the pen did, not a picture of it:
 
     {"width": 320, "height": 320, "brush": 22, "strokes": [[[x, y], [x, y], ...], ...]}
 

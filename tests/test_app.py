@@ -12,7 +12,7 @@ from PIL import Image
 from gradio_client import Client, handle_file  # requirements-dev.txt: a missing client fails, never skips
 
 import demo
-from mnist_core.views import EMPTY_MESSAGE
+from mnist_web.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
 from tests.server import serve
 

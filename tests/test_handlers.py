@@ -1,4 +1,4 @@
-"""The app's handlers (mnist_core/handlers.py) called directly, without a server, and one property of
+"""The app's handlers (mnist_web/handlers.py) called directly, without a server, and one property of
 the running app they exist for: drawing for a long time does not grow the session."""
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 from gradio_client import Client
 
 import demo
-from mnist_core import handlers
-from mnist_core.handlers import KEEP, DrawHandlers, TrainHandlers
+from mnist_web import handlers
+from mnist_web.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_core.insight import InsightService
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
-from mnist_core.training_service import TrainingService
-from mnist_core.views import EMPTY_MESSAGE
+from mnist_web.training_service import TrainingService
+from mnist_web.views import EMPTY_MESSAGE
 from tests.server import serve
 from tests.test_strokes import SEVEN, payload
 

@@ -13,8 +13,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 import demo
-from mnist_core import handlers
-from mnist_core.webguard import hosting_address, parse_hosts
+from mnist_web import handlers
+from mnist_web.webguard import hosting_address, parse_hosts
 from tests.conftest import ROOT
 from tests.e2e.browser import free_port
 from tests.server import Server, multipart, request, send_head

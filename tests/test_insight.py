@@ -20,7 +20,7 @@ from mnist_core.insight import (METHODS, FeatureIndex, InsightError, InsightServ
                                 confusion_from_mistakes, explain, explain_image28, find_mistakes, lookalikes,
                                 mass_on_ink, mnist_unavailable, pooled_features, saliency, sort_mistakes,
                                 stored_confusion, stroke_mask)
-from mnist_core.insight_views import (SCALE, confusion_html, explanation_caption, explanation_image,
+from mnist_web.insight_views import (SCALE, confusion_html, explanation_caption, explanation_image,
                                       lookalike_items, mistake_items, mistakes_note, overlay,
                                       png_data_uri)
 from mnist_core.predict import Predictor
@@ -371,7 +371,7 @@ def test_gallery_holds_exactly_the_misclassified_test_digits(predictor, real, re
 
 def test_inspect_drawing_never_waits_for_the_index_and_says_why(tmp_path, synthetic_root, predictor):
     from mnist_core.insight import INDEXING_NOTE, inspect_drawing, inspect_image28
-    from mnist_core.insight_views import drawing_outputs
+    from mnist_web.insight_views import drawing_outputs
 
     sketch = stroke_digit("7")
     missing = inspect_drawing(InsightService(tmp_path), predictor, sketch)

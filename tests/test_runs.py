@@ -1,4 +1,4 @@
-"""Earlier runs (mnist_core.runs) and the Train tab's pure views (mnist_core.train_views)."""
+"""Earlier runs (mnist_core.runs) and the Train tab's pure views (mnist_web.train_views)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import torch
 
 from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.runs import SHIPPED_KEY, RunError, RunStore, differing_settings, prune, run_files
-from mnist_core.train_views import (MAX_TRAIN_POINTS, MIN_WINDOW, Curves, confusion_html, curves_value, per_class_rows,
+from mnist_web.train_views import (MAX_TRAIN_POINTS, MIN_WINDOW, Curves, confusion_html, curves_value, per_class_rows,
                                     status_html, window_for)
 from mnist_core.text import plural
 
@@ -162,7 +162,7 @@ def test_charts_have_whole_epoch_ticks_and_stay_small():
     import json
     import re
 
-    from mnist_core.train_views import compare_charts, curve_charts, epoch_ticks
+    from mnist_web.train_views import compare_charts, curve_charts, epoch_ticks
     assert epoch_ticks(2) == [0, 1, 2] and epoch_ticks(15) == list(range(0, 17, 2)) and epoch_ticks(0.3) == [0, 1]
     assert all(t == int(t) for n in range(1, 51) for t in epoch_ticks(n)) and all(epoch_ticks(n)[-1] >= n for n in range(1, 51))
     # the largest live chart: a capped run of 15 epochs and three earlier runs overlaid

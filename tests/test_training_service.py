@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from mnist_core import training_service
+from mnist_web import training_service
 from mnist_core.checkpoint import load_checkpoint
 from mnist_core.config import TrainingBudget
 from mnist_core.train import Trainer
-from mnist_core.training_service import TrainingService
+from mnist_web.training_service import TrainingService
 
 QUICK = dict(epochs=2, batch_size=32, max_train_samples=1200, device="cpu")   # 1,200: the synthetic set
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .checkpoint import CheckpointError
-from .data import DataError
-from .insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
+from mnist_core.checkpoint import CheckpointError
+from mnist_core.data import DataError
+from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
 from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
-from .preprocess import PreprocessError
-from .registry import SHIPPED_KEY, ModelRegistry
-from .runs import RunError, RunStore, differing_settings
-from .strokes import StrokeError, strokes_to_image
+from mnist_core.preprocess import PreprocessError
+from mnist_core.registry import SHIPPED_KEY, ModelRegistry
+from mnist_core.runs import RunError, RunStore, differing_settings
+from mnist_core.strokes import StrokeError, strokes_to_image
 from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate

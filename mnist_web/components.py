@@ -13,7 +13,7 @@ from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData
 from pydantic import Field
 
-from .preprocess import MAX_LAYERS, PreprocessError, check_image_file
+from mnist_core.preprocess import MAX_LAYERS, PreprocessError, check_image_file
 
 WEB = Path(__file__).resolve().parent / "web"
 

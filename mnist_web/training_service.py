@@ -20,12 +20,12 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint import save_checkpoint
-from .config import ConfigError, TrainingBudget, make_config, train_samples
-from .data import DataError, load_mnist
-from .runs import prune
-from .train import Trainer
-from .text import plural
+from mnist_core.checkpoint import save_checkpoint
+from mnist_core.config import ConfigError, TrainingBudget, make_config, train_samples
+from mnist_core.data import DataError, load_mnist
+from mnist_core.runs import prune
+from mnist_core.train import Trainer
+from mnist_core.text import plural
 from .train_views import Curves
 
 # Training uses the process's default intra-op threads (all cores: 1.6x faster than 1 thread on the 2-core

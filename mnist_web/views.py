@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .predict import Prediction
+from mnist_core.predict import Prediction
 
 EMPTY_MESSAGE = "Draw a digit"
 HISTORY_COLUMNS = ["epoch", "lr", "train loss", "train acc %", "test loss", "test acc %", "seconds"]
