@@ -26,6 +26,7 @@ from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
 from mnist_web.components import ApiSketchpad, Label, sketch_canvas
 from mnist_core.config import LIMITS, TrainConfig
 from mnist_core.data import resolve_data_dir
+from mnist_core.export import missing_exporter
 from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_core.insight import SORT_ORDERS, InsightService
 from mnist_web.insight_views import CSS as INSIGHT_CSS
@@ -79,6 +80,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         """The Train tab and its events (called inside the Blocks below); left out entirely in read-only
         mode, so /train and /stop do not exist there."""
         defaults = TrainConfig()
+        onnx_missing = missing_exporter()
         with gr.Tab("Train", id="train"):
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
                         "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
@@ -126,12 +128,16 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                                            allow_custom_value=True)  # newer runs too; RunStore checks every key
                     refresh_btn = gr.Button("Refresh list", elem_id="refresh-runs", scale=1)
                     download_btn = gr.DownloadButton("Download checkpoint", value=None, elem_id="download", scale=1)
+                    onnx_btn = gr.DownloadButton("Download ONNX", value=None, elem_id="download-onnx", scale=1,
+                                                 interactive=False, visible=onnx_missing is None)
                     delete_btn = gr.Button("Delete run", variant="stop", interactive=False, elem_id="delete", scale=1)
                 with gr.Row(visible=False, elem_id="confirm-row") as confirm_row:
                     confirm_msg = gr.Markdown()
                     confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="confirm-delete")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel-delete")
                 run_msg = gr.Markdown(elem_id="run-msg")
+                if onnx_missing is not None:
+                    gr.Markdown(f"Download as ONNX: {onnx_missing}.", elem_classes=["muted"], elem_id="onnx-note")
                 with gr.Row():
                     class_bars = gr.BarPlot(empty_class_bars(), x="digit", y="accuracy",
                                             title="Test accuracy per digit (%)", elem_id="per-class",
@@ -148,6 +154,10 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                             show_progress="hidden")
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
                         api_name="show_run", show_progress="hidden")
+        if onnx_missing is None:
+            run_pick.change(tr.clear_onnx, None, [onnx_btn], api_visibility="private", show_progress="hidden").then(
+                tr.onnx_file, [run_pick], [onnx_btn], api_name="export_onnx", show_progress="hidden",
+                concurrency_limit=1, trigger_mode="always_last")   # ~4 s of CPU each (once per run): one at a time
         refresh_btn.click(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private")
         demo.load(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private",
                   show_progress="hidden")  # the lists as they are now, not as they were when the server started

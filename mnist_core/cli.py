@@ -1,4 +1,4 @@
-"""`python -m mnist_core {train,evaluate,predict}`."""
+"""`python -m mnist_core {train,evaluate,predict,export}` (console script: `mnist-core`)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import LIMITS, ConfigError, TrainConfig, make_config
 from .data import DataError, ENV_VAR, ensure_mnist, load_mnist, read_split, resolve_data_dir
+from .export import ExportError
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_cnn.pt"
 RUNS_DIR = SHIPPED_CHECKPOINT.parent / "runs"
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="image files")
     pr.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
     pr.add_argument("--json", action="store_true", help="print one JSON object per image")
+
+    x = sub.add_parser("export", help="write a checkpoint as an ONNX file (needs the optional onnx packages)")
+    x.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
+    x.add_argument("--out", default=None, help="ONNX file to write (default: ./<checkpoint name>.onnx; written atomically)")
     return parser
 
 
@@ -155,10 +160,21 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return status
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    ckpt = load_checkpoint(a.checkpoint)
+    out = export_onnx(ckpt, a.out or Path(a.checkpoint).with_suffix(".onnx").name)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB; input 'image' [N,1,28,28] normalized with "
+          f"mean {ckpt['normalization']['mean']}, std {ckpt['normalization']['std']})", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[a.command](a)
-    except (ConfigError, DataError, CheckpointError) as exc:
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+        return commands[a.command](a)
+    except (ConfigError, DataError, CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

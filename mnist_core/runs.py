@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, describe, load_checkpoint
 from .config import MNIST_TRAIN_SIZE, TrainConfig
+from .export import export_onnx
 
 SHIPPED_KEY = "shipped"   # the same key as registry.SHIPPED_KEY
 # Settings shown in the comparison table, in this order, with their UI names.
@@ -116,6 +117,16 @@ class RunStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return out
+
+    def export_onnx(self, key: str, dest_dir: Path) -> Path:
+        """The run as an ONNX file named after it, in dest_dir; made once per checkpoint version (a file
+        newer than the checkpoint is reused). Raises RunError, ExportError or CheckpointError."""
+        info = self.get(key)
+        out = Path(dest_dir) / ("mnist_cnn" if key == SHIPPED_KEY else info.path.stem)
+        out = out.with_name(out.name + ".onnx")
+        if out.is_file() and out.stat().st_mtime_ns >= info.path.stat().st_mtime_ns:
+            return out
+        return export_onnx(load_checkpoint(info.path), out)
 
     def delete(self, key) -> str:
         """Delete a run from the runs folder; the shipped model and unknown keys are refused."""

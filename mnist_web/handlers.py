@@ -17,6 +17,7 @@ import pandas as pd
 
 from mnist_core.checkpoint import CheckpointError
 from mnist_core.data import DataError
+from mnist_core.export import ExportError
 from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
 from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
 from mnist_core.preprocess import PreprocessError
@@ -198,6 +199,21 @@ class TrainHandlers:
         note = "" if info.deletable else "The shipped model can be downloaded but never deleted."
         return (bars, run_confusion_html(info.test_metrics, f"{info.label}: rows true digit, columns predicted"),
                 str(path), gr.update(interactive=info.deletable), note)
+
+    def clear_onnx(self):
+        """The ONNX button while the chosen run's file is being made: never the previous run's file."""
+        return gr.update(value=None, interactive=False)
+
+    def onnx_file(self, key):
+        """/export_onnx: the chosen run as an ONNX file (made once per run, about 4 s on 2 cores; then reused)."""
+        if not key:
+            return gr.update(value=None, interactive=False)
+        try:
+            path = self.runs.export_onnx(key, self.export_dir)
+        except (RunError, ExportError, CheckpointError, OSError) as exc:
+            gr.Warning(f"No ONNX file for that run: {exc}")
+            return gr.update(value=None, interactive=False)
+        return gr.update(value=str(path), interactive=True)
 
     def ask_delete(self, key):
         try:

@@ -8,6 +8,7 @@ points, a few seconds on 2 cores.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,50 @@ def test_download_and_delete_with_confirmation(app):
     pg.wait_for_function("() => document.querySelector('#run-msg').innerText.includes('never deleted')",
                          timeout=30_000)
     assert disabled(pg, "delete")
+
+
+ONNX_WATCH_JS = """() => {
+  window.__onnxOff = false;
+  const root = document.querySelector('#download-onnx').parentElement;
+  new MutationObserver(() => { const b = document.querySelector('#download-onnx');
+                               if (!b || b.disabled) window.__onnxOff = true; })
+    .observe(root, {subtree: true, childList: true, attributes: true});
+}"""
+
+
+def test_download_onnx_of_the_picked_run(app, shipped_checkpoint, tmp_path):
+    """The ONNX next to the checkpoint: made for the run picked (never the previous pick's file), and it
+    runs in onnxruntime with the run's own answers."""
+    need(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime is not installed (requirements-dev.txt)")
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    from mnist_core.checkpoint import load_checkpoint, model_from_checkpoint
+
+    pg, runs = app["page"], app["runs"]
+    if not sorted(runs.glob("*.pt")):
+        assert run(pg, 1, 0.02) == "finished"      # the run is then picked, and its ONNX made: wait for it
+        pg.wait_for_function("() => !document.querySelector('#download-onnx').disabled", timeout=60_000)
+    trained = max(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    for label, ckpt_path, name in (("Shipped model", shipped_checkpoint, "mnist_cnn.onnx"),
+                                   (trained.stem, trained, trained.stem + ".onnx")):
+        pg.evaluate(ONNX_WATCH_JS)        # the button must go off (cleared) and on again for this pick
+        pick(pg, "run-pick", label)
+        pg.wait_for_function("() => window.__onnxOff && !document.querySelector('#download-onnx').disabled",
+                             timeout=60_000)
+        with pg.expect_download(timeout=30_000) as info:
+            pg.click("#download-onnx")
+        assert info.value.suggested_filename == name
+        saved = tmp_path / name
+        info.value.save_as(saved)
+        assert saved.stat().st_size < 100_000
+        x = torch.randn(8, 1, 28, 28)
+        with torch.inference_mode():
+            want = model_from_checkpoint(load_checkpoint(ckpt_path))(x).numpy()
+        sess = onnxruntime.InferenceSession(str(saved), providers=["CPUExecutionProvider"])
+        (got,) = sess.run(None, {"image": x.numpy()})
+        assert np.abs(got - want).max() <= 1e-4
 
 
 @pytest.mark.parametrize("typed,words", [("2.5", "epochs must be a whole number"), ("", "got nothing (an empty field)")])
