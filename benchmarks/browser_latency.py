@@ -21,6 +21,7 @@ alone).
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -32,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
-from mnist_web.components import Label  # noqa: E402
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry  # noqa: E402
+from mnist_web.components import Label  # noqa: E402
 from mnist_web.views import EMPTY_MESSAGE, label_value, message_html, prediction_html  # noqa: E402
 from tests.e2e.browser import DIGITS, circle, free_port, launch_browser  # noqa: E402
 
@@ -96,7 +97,7 @@ def human_stroke(pg, pts, box, per_segment_ms: float):
     scr = [(x0 + x * side, y0 + y * side) for x, y in pts]
     pg.mouse.move(*scr[0])
     pg.mouse.down()
-    for a, b in zip(scr, scr[1:]):
+    for a, b in itertools.pairwise(scr):
         n = max(1, round(per_segment_ms / 16))
         for i in range(1, n + 1):
             pg.mouse.move(a[0] + (b[0] - a[0]) * i / n, a[1] + (b[1] - a[1]) * i / n)
@@ -139,8 +140,8 @@ def measure(pg, which: str, reps: int, cache: Path) -> dict:
     files0 = sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
     latencies, rates, per_answer, explained = [], [], [], []
     before_up = 0
-    for rep in range(reps):
-        for digit, strokes in DIGITS.items():
+    for _rep in range(reps):
+        for _digit, strokes in DIGITS.items():
             box = square(pg, which)
             n_req0, n_view0 = len(requests), pg.evaluate("window.__views.length")
             n_heat0 = pg.evaluate("window.__heats.length")
@@ -181,9 +182,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5, help="repetitions of the three digits per app")
     a = p.parse_args()
-    from playwright.sync_api import sync_playwright
-
     import gradio.processing_utils
+    from playwright.sync_api import sync_playwright
     cache = Path(gradio.processing_utils.get_upload_folder())   # GRADIO_TEMP_DIR
     apps = {"app": demo.build_app(train_enabled=False), "app, Show why off": demo.build_app(train_enabled=False),
             "baseline (gr.Sketchpad)": baseline_app()}
@@ -212,10 +212,10 @@ def main() -> None:
     print(f"{'':26} {'p50 ms':>8} {'p90 ms':>8} {'answers/s drawing':>18} {'requests/answer':>16} {'temp files':>11} "
           f"{'evidence p50 ms':>16}")
     for name, r in results.items():
+        missing = f", {r['missing']:d} without an answer" if r["missing"] else ""
         print(f"{name:26} {r['p50']:8.0f} {r['p90']:8.0f} {r['rate']:18.1f} {r['requests_per_answer']:16.1f} "
               f"{r['files']:11d} {r['explained_p50']:16.0f}"
-              f"   ({r['n']} drawings, {r['before_up']} settled before the pen lifted"
-              f"{', %d without an answer' % r['missing'] if r['missing'] else ''})")
+              f"   ({r['n']} drawings, {r['before_up']} settled before the pen lifted{missing})")
     app, base = results["app"], results["baseline (gr.Sketchpad)"]
     print(f"settled p50: {base['p50'] / max(app['p50'], 1):.1f}x faster than the baseline; p90 "
           f"{base['p90'] / max(app['p90'], 1):.1f}x")

@@ -33,7 +33,8 @@ def train_rate(train, batches, batch_size=64, threads=None, channels_last=False,
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if compiled else model
     opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    data = TensorBatches(train.images, train.labels, batch_size, rotation=7.0, generator=torch.Generator().manual_seed(0))
+    data = TensorBatches(train.images, train.labels, batch_size, rotation=7.0,
+                         generator=torch.Generator().manual_seed(0))
     warm = 15 if compiled else 3
     seen, t0 = 0, None
     for i, (x, y) in enumerate(data):

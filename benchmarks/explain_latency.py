@@ -30,11 +30,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 import numpy as np
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import fmt as _fmt  # noqa: E402
 from benchmarks.common import pct, rss_mb, timed  # noqa: E402
@@ -75,10 +75,18 @@ def main() -> None:
         return app_part(a)
 
     from mnist_core import insight
-    from mnist_core.data import raw_dir, read_split, resolve_data_dir
-    from mnist_core.insight import (METHODS, FeatureIndex, explain, find_mistakes, lookalikes, mass_on_ink,
-                                    saliency, stored_confusion)
     from mnist_core.checkpoint import load_checkpoint
+    from mnist_core.data import raw_dir, read_split, resolve_data_dir
+    from mnist_core.insight import (
+        METHODS,
+        FeatureIndex,
+        explain,
+        find_mistakes,
+        lookalikes,
+        mass_on_ink,
+        saliency,
+        stored_confusion,
+    )
     from mnist_core.predict import Predictor
     from tests.drawing import stroke_digit
 
@@ -102,7 +110,8 @@ def main() -> None:
     imgs = [test.images[i].numpy().astype(np.float32) / 255.0 for i in pick]
     base = [deletion_score(predictor, im, None, ks, rng) for im in imgs]
     print(f"   deletion baseline (random ink pixels): mean p(class) left {np.mean(base):.3f}")
-    print(f"   {'method':30s} {'on ink (median)':>15s} {'on ink (min)':>12s} {'deletion p left':>15s} {'ms/map p50':>10s}")
+    print(f"   {'method':30s} {'on ink (median)':>15s} {'on ink (min)':>12s} {'deletion p left':>15s} "
+          f"{'ms/map p50':>10s}")
     candidates = [("integrated_gradients", dict(method="integrated_gradients", steps=16)),
                   ("integrated_gradients 64 steps", dict(method="integrated_gradients", steps=64)),
                   ("gradient_x_input", dict(method="gradient_x_input")),
@@ -129,7 +138,7 @@ def main() -> None:
     print("   " + fmt("predict (the label, baseline)", timed(lambda: predictor.predict(sketch), a.runs)))
     for m in METHODS:
         explain(predictor, sketch, m)
-        print("   " + fmt(f"explain {m}", timed(lambda: explain(predictor, sketch, m), a.runs)))
+        print("   " + fmt(f"explain {m}", timed(lambda m=m: explain(predictor, sketch, m), a.runs)))
     from mnist_web.insight_views import explanation_image
     e = explain(predictor, sketch)
     print("   " + fmt("overlay image (224x224 RGB)", timed(lambda: explanation_image(e), a.runs)))
@@ -168,7 +177,7 @@ def main() -> None:
         lab = train.labels[idx]
         top1 = (lab[:, 0] == y).float().mean().item() * 100
         major = (torch.mode(lab, 1).values == y).float().mean().item() * 100
-        ms = timed(lambda: fn(q[:1]), a.runs)
+        ms = timed(lambda fn=fn: fn(q[:1]), a.runs)
         print(f"   {name:6s}: top-1 label agreement {top1:.2f}%, majority of 8 {major:.2f}% ({n_eval} test digits); "
               f"search p50 {pct(ms, 50):.2f} ms, p90 {pct(ms, 90):.2f} ms")
 
@@ -192,6 +201,7 @@ def app_part(a) -> None:
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="explain-bench-"))
     from gradio_client import Client, handle_file
     from PIL import Image
+
     from tests.drawing import stroke_digit
 
     spec = importlib.util.spec_from_file_location("demo_under_test", a.demo)
@@ -216,7 +226,8 @@ def app_part(a) -> None:
         t0 = time.perf_counter()
         while "data-count='0'" in client.predict(arg, api_name="/explain")[2] and time.perf_counter() - t0 < 300:
             time.sleep(0.5)
-        print(f"   look-alikes ready {time.perf_counter() - t0:.1f} s after the first /explain (background feature pass)")
+        print(f"   look-alikes ready {time.perf_counter() - t0:.1f} s after the first /explain "
+              "(background feature pass)")
         for _ in range(3):
             client.predict(arg, api_name="/classify")
             client.predict(arg, api_name="/explain")
@@ -238,7 +249,8 @@ def app_part(a) -> None:
         t.join(10)
         t0 = time.perf_counter()
         client.predict(api_name="/mistakes")
-        print(f"   /mistakes (first call, includes the mistakes pass if not done yet): {time.perf_counter() - t0:.2f} s")
+        print("   /mistakes (first call, includes the mistakes pass if not done yet): "
+              f"{time.perf_counter() - t0:.2f} s")
         print("   " + fmt("/mistakes (cached)", timed(lambda: client.predict(api_name="/mistakes"), 10)))
     finally:
         app.close()

@@ -20,9 +20,10 @@ import sys
 import time
 from collections import defaultdict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # GPU_BENCH_DRY_RUN=1 runs the script's code on the CPU (tiny and slow: a check of the script, no figures)
 DRY = os.environ.get("GPU_BENCH_DRY_RUN") == "1"
@@ -30,7 +31,6 @@ DEVICE = "cpu" if DRY else "cuda"
 if DRY:
     torch.cuda.synchronize = lambda *a: None
     torch.cuda.get_device_name = lambda *a: "CPU (dry run)"
-from torch.profiler import ProfilerActivity, profile
 
 from mnist_core import gpu_fast
 from mnist_core import train as train_mod
@@ -104,11 +104,13 @@ def profile_path(path: str, data, samples: int, out_dir: str | None) -> dict:
 
 def report(r: dict) -> None:
     s = r["steps"]
+    busy_pct = r["busy_us"] / 1e6 / max(r["wall3_s"], 1e-9) * 100
     print(f"{r['path']}: {r['kernels'] / s:.1f} GPU activities/step, GPU busy {r['busy_us'] / s:.1f} us/step, "
-          f"wall {r['wall3_s'] / s * 1e6:.1f} us/step unprofiled (GPU busy {r['busy_us'] / 1e6 / max(r['wall3_s'], 1e-9) * 100:.0f}% "
+          f"wall {r['wall3_s'] / s * 1e6:.1f} us/step unprofiled (GPU busy {busy_pct:.0f}% "
           f"of wall), {s} steps + 1 evaluation per epoch", flush=True)
     for name, (c, us) in sorted(r["families"].items(), key=lambda kv: -kv[1][1]):
-        print(f"    {name:26s} {c / s:6.1f}/step {us / s:8.1f} us/step ({us / max(r['busy_us'], 1e-9) * 100:4.1f}%)", flush=True)
+        share = us / max(r["busy_us"], 1e-9) * 100
+        print(f"    {name:26s} {c / s:6.1f}/step {us / s:8.1f} us/step ({share:4.1f}%)", flush=True)
 
 
 def variants(data) -> list[tuple]:

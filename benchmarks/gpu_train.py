@@ -29,11 +29,11 @@ import statistics
 import sys
 import time
 
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import torch
 
 # GPU_BENCH_DRY_RUN=1 runs the script's code on the CPU (tiny and slow: a check of the script, no figures)
 DRY = os.environ.get("GPU_BENCH_DRY_RUN") == "1"
@@ -66,13 +66,14 @@ class Knobs:
     compile_mode: str | None = None   # torch.compile mode: "default" or "max-autotune-no-cudagraphs"
 
     @classmethod
-    def from_args(cls, a) -> "Knobs":
+    def from_args(cls, a) -> Knobs:
         flag = lambda v: None if v is None else bool(v)  # noqa: E731  (0/1 on the command line)
         return cls(a.steps_per_graph, flag(a.channels_last), flag(a.cudnn_benchmark), flag(a.tf32), a.compile)
 
     def apply(self) -> None:
         if self.compile_mode:   # static shapes: the 64-image step and each evaluation chunk get their own kernels
-            gpu_fast.COMPILE = {"dynamic": False, **({} if self.compile_mode == "default" else {"mode": self.compile_mode})}
+            mode = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
+            gpu_fast.COMPILE = {"dynamic": False, **mode}
         if self.tf32 is not None:
             gpu_fast.ALLOW_TF32 = self.tf32
         if self.cudnn_benchmark is not None:
@@ -227,6 +228,7 @@ def train_tab(a) -> None:
 
 def dataloader_baseline(a) -> dict:
     from seed_pipeline import seed_loaders, seed_test, seed_train_steps
+
     from mnist_core.model import Net
     cfg = TrainConfig(device=DEVICE)
     dev = torch.device("cuda")
@@ -277,7 +279,7 @@ def seeds(a) -> None:
     done = []
     with ctx.Pool(a.jobs, maxtasksperchild=None) as pool:
         pending = [pool.apply_async(_seed_worker, (p, s, a.data_dir, a.knobs)) for p, s in todo]
-        for (p, s), fut in zip(todo, pending):
+        for (p, s), fut in zip(todo, pending, strict=True):
             left = None if deadline is None else max(1.0, deadline - time.time())
             try:
                 r = fut.get(timeout=left)
@@ -307,7 +309,8 @@ def seeds(a) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--previous-epochs", type=int, default=15, help="epochs of the previous (graph per step) path; 0 skips")
+    p.add_argument("--previous-epochs", type=int, default=15,
+                   help="epochs of the previous (graph per step) path; 0 skips")
     p.add_argument("--eager-epochs", type=int, default=1, help="epochs of the eager path; 0 skips")
     p.add_argument("--baseline-epochs", type=int, default=1, help="epochs of the DataLoader pipeline; 0 skips")
     p.add_argument("--repeat", action="store_true", help="run the fast path again at the end, in the warm process")
@@ -318,17 +321,20 @@ def main() -> None:
                    help=f"fast path (default {int(gpu_fast.CHANNELS_LAST)})")
     p.add_argument("--cudnn-benchmark", type=int, choices=(0, 1), default=None,
                    help=f"fast path (default {int(gpu_fast.CUDNN_BENCHMARK)})")
-    p.add_argument("--tf32", type=int, choices=(0, 1), default=None, help="fast path: TF32 convolutions (default: PyTorch's)")
+    p.add_argument("--tf32", type=int, choices=(0, 1), default=None,
+                   help="fast path: TF32 convolutions (default: PyTorch's)")
     p.add_argument("--compile", default=None, choices=("default", "max-autotune-no-cudagraphs"),
                    help="fast path: torch.compile the model in the loop with this mode (default: not compiled)")
-    p.add_argument("--only", choices=list(PATHS), default=None, help="time this one path only, cold then (--repeat) warm")
+    p.add_argument("--only", choices=list(PATHS), default=None,
+                   help="time this one path only, cold then (--repeat) warm")
     p.add_argument("--profile-setup", action="store_true", help="with --only: CPU-profile a cold 1-epoch run first")
     p.add_argument("--seeds", nargs="*", help="seed mode: seeds such as 1-20 or 1 2 3")
     p.add_argument("--paths", nargs="*", default=["fast", "previous"], choices=list(PATHS))
     p.add_argument("--jobs", type=int, default=4, help="seed mode: worker processes sharing the GPU")
     p.add_argument("--max-seconds", type=float, default=None, help="seed mode: stop waiting after this long")
     p.add_argument("--out", default=None, help="JSON lines of every run")
-    p.add_argument("--label", default=None, help="with --only: a name stored in each JSON line (one file, many variants)")
+    p.add_argument("--label", default=None,
+                   help="with --only: a name stored in each JSON line (one file, many variants)")
     a = p.parse_args()
     if not torch.cuda.is_available() and not DRY:
         sys.exit("no CUDA GPU: this benchmark needs one")

@@ -161,9 +161,10 @@ def main() -> None:
             tm, fm = multi()
             ts, fs = singles()
         ratios.append(ts / tm)
-        diff = max(abs(x - y) for x, y in zip(fs, fm))
+        diff = max(abs(x - y) for x, y in zip(fs, fm, strict=True))
         print(f"round {rnd}: {a.seeds} sequential single runs {ts:.1f} s, one multi run {tm:.1f} s: "
-              f"speed-up {ts / tm:.2f}x; final test acc. per seed, max |single - multi| = {diff:.2f} points", flush=True)
+              f"speed-up {ts / tm:.2f}x; final test acc. per seed, max |single - multi| = {diff:.2f} points",
+              flush=True)
         print(f"  single: {' '.join(f'{v:.2f}' for v in fs)}\n  multi:  {' '.join(f'{v:.2f}' for v in fm)}", flush=True)
     print(f"median speed-up over {a.rounds} round(s): {statistics.median(ratios):.2f}x")
 

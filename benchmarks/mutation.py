@@ -84,7 +84,8 @@ def _docstring_ids(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
                 ids.add(id(first.value))
     return ids
 
@@ -97,9 +98,7 @@ def _annotation_ids(tree: ast.AST) -> set[int]:
     ids = set()
     for node in ast.walk(tree):
         anns = []
-        if isinstance(node, ast.AnnAssign):
-            anns.append(node.annotation)
-        elif isinstance(node, ast.arg) and node.annotation is not None:
+        if isinstance(node, ast.AnnAssign) or (isinstance(node, ast.arg) and node.annotation is not None):
             anns.append(node.annotation)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
             anns.append(node.returns)
@@ -302,7 +301,7 @@ def main() -> int:
         if status != "passed":
             print(f"{module}: the unmutated tests do not pass ({status}); skipped", flush=True)
             continue
-        covered = {int(l.split()[1]) for l in trace.read_text().splitlines() if l.split()[0] == module}
+        covered = {int(entry.split()[1]) for entry in trace.read_text().splitlines() if entry.split()[0] == module}
         _, base_secs = _run_pytest(trees[0], tests, timeout=900)
         timeout = max(60.0, 4 * base_secs)
         mutants = make_mutants(module, trees[0] / rel)
@@ -316,7 +315,8 @@ def main() -> int:
             again = {(line, what) for line, what, outcome in previous[module] if outcome == "passed"}
             carried = sum(outcome in ("failed", "timeout") for _, _, outcome in previous[module])
             mutants = [m for m in mutants if (m.line, m.what) in again]
-        print(f"{module}: {len(mutants)} mutants{' to retest (' + str(carried) + ' killed before)' if a.retest else ''}, tests {' '.join(tests)} take {base_secs:.1f}s "
+        retest_note = f" to retest ({carried} killed before)" if a.retest else ""
+        print(f"{module}: {len(mutants)} mutants{retest_note}, tests {' '.join(tests)} take {base_secs:.1f}s "
               f"(timeout {timeout:.0f}s)", flush=True)
         counts = {"killed": carried, "survived": 0, "not run": 0}
         if a.retest:
@@ -377,7 +377,8 @@ def main() -> int:
               f"({counts['survived']} survived, {counts['not run']} on lines the fast tests do not run)", flush=True)
     print("\nmodule       mutants  killed  survived  not run  score")
     for module, (c, score) in results.items():
-        print(f"{module:<12} {sum(c.values()):>7}  {c['killed']:>6}  {c['survived']:>8}  {c['not run']:>7}  {score:5.1f}%")
+        print(f"{module:<12} {sum(c.values()):>7}  {c['killed']:>6}  {c['survived']:>8}  {c['not run']:>7}  "
+              f"{score:5.1f}%")
     if a.out:
         Path(a.out).write_text("module\tline\tmutation\toutcome\tseconds\n" + "\n".join(rows) + "\n")
     return 0

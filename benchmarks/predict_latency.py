@@ -21,16 +21,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 import numpy as np
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
 from benchmarks.common import fmt, pct, timed  # noqa: E402
 from tests.e2e.browser import free_port  # noqa: E402
-
-
 
 
 def main() -> None:
@@ -46,12 +44,13 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     import demo
-    from mnist_core.strokes import DEFAULT_SIDE
     from mnist_core.predict import Predictor
     from mnist_core.preprocess import prepare
+    from mnist_core.strokes import DEFAULT_SIDE
     from tests.drawing import stroke_digit
 
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), gradio {gr.__version__}")
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"gradio {gr.__version__}")
     sketch800 = stroke_digit("7", canvas=800, box=(150, 150, 650, 650), width=44)
     predictor = Predictor.from_file(demo.SHIPPED_CHECKPOINT)
     for _ in range(20):
@@ -83,12 +82,14 @@ def main() -> None:
     def sk(path):
         return {"background": None, "layers": [], "composite": handle_file(str(path)), "id": None}
 
+    png800, png_canvas = tmp / "s800.png", tmp / f"s{DEFAULT_SIDE}.png"
     calls = {
         "floor: text echo": lambda: fc.predict("7", api_name="/echo_text"),
-        "floor: 800x800 image echo": lambda: fc.predict(handle_file(str(tmp / "s800.png")), api_name="/echo_image"),
-        "floor: 800x800 image in, text out": lambda: fc.predict(handle_file(str(tmp / "s800.png")), api_name="/image_in"),
-        "/classify 800x800 sketch": lambda: ac.predict(sk(tmp / "s800.png"), api_name="/classify"),
-        f"/classify {DEFAULT_SIDE}x{DEFAULT_SIDE} sketch (the app's canvas)": lambda: ac.predict(sk(tmp / f"s{DEFAULT_SIDE}.png"), api_name="/classify"),
+        "floor: 800x800 image echo": lambda: fc.predict(handle_file(str(png800)), api_name="/echo_image"),
+        "floor: 800x800 image in, text out": lambda: fc.predict(handle_file(str(png800)), api_name="/image_in"),
+        "/classify 800x800 sketch": lambda: ac.predict(sk(png800), api_name="/classify"),
+        f"/classify {DEFAULT_SIDE}x{DEFAULT_SIDE} sketch (the app's canvas)":
+            lambda: ac.predict(sk(png_canvas), api_name="/classify"),
     }
     for fn in calls.values():  # warm-up
         for _ in range(3):
@@ -149,7 +150,8 @@ def main() -> None:
             answers = [x for r in pool.map(client_calls, range(20)) for x in r]
         ms = [m for m, _ in answers]
         ok = sum(lbl == "7" for _, lbl in answers)
-        print(f"5. 20 clients x 5 calls at once during training: {ok}/{len(answers)} answered correctly; " + fmt("latency", ms))
+        print(f"5. 20 clients x 5 calls at once during training: {ok}/{len(answers)} answered correctly; "
+              + fmt("latency", ms))
         job.result(timeout=600)
     app.close()
     floor.close()

@@ -94,13 +94,19 @@ def parse_seeds(text: str | None) -> set[int] | None:
     return set(range(int(lo), int(hi or lo) + 1))
 
 
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON objects of a JSON-lines file, blank lines skipped."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+")
     p.add_argument("--epoch", type=int, default=None, help="this epoch's test accuracy instead of the final one")
     p.add_argument("--seeds", default=None, help="only these seeds, e.g. 1-20")
     a = p.parse_args()
-    rows = [json.loads(line) for f in a.files for line in open(f) if line.strip()]
+    rows = [row for f in a.files for row in read_jsonl(f)]
     print(table(rows, a.epoch, parse_seeds(a.seeds)))
 
 

@@ -71,19 +71,24 @@ def _run_multi(args: tuple) -> list[dict]:
     return [{"batch_size": batch_size, "dropout": dropout, "seed": s, "device": str(trainer.device), **extra,
              **options, "multi": len(seeds), "final": h[-1]["test_accuracy"],
              "best": max(r["test_accuracy"] for r in h), "seconds": seconds, "history": h}
-            for s, h in zip(seeds, trainer.history)]
+            for s, h in zip(seeds, trainer.history, strict=True)]
 
 
 def summarize(rows: list[dict]) -> str:
     lines = ["| batch | dropout | runs | final min / mean / max (%) | final std | best mean (%) | final >= 99.40 |",
              "|---|---|---|---|---|---|---|"]
-    key = lambda r: (r["batch_size"], r["dropout"])
+
+    def key(r):
+        return r["batch_size"], r["dropout"]
+
     for (bs, do), grp in itertools.groupby(sorted(rows, key=key), key=key):
         grp = list(grp)
         finals = [r["final"] for r in grp]
         std = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        lines.append(f"| {bs} | {do} | {len(grp)} | {min(finals):.2f} / {statistics.mean(finals):.3f} / {max(finals):.2f} "
-                     f"| {std:.3f} | {statistics.mean(r['best'] for r in grp):.3f} | {sum(f >= 99.40 for f in finals)}/{len(grp)} |")
+        lines.append(f"| {bs} | {do} | {len(grp)} "
+                     f"| {min(finals):.2f} / {statistics.mean(finals):.3f} / {max(finals):.2f} "
+                     f"| {std:.3f} | {statistics.mean(r['best'] for r in grp):.3f} "
+                     f"| {sum(f >= 99.40 for f in finals)}/{len(grp)} |")
     return "\n".join(lines)
 
 
@@ -107,7 +112,8 @@ def main() -> None:
                    help="train K seeds per job as one batched network (mnist_core/multi.py); 0 = one run per job")
     p.add_argument("--bn-momentum", type=float, default=None, help="--multi only: BatchNorm momentum (recipe: 0.1)")
     p.add_argument("--bn-eps", type=float, default=None, help="--multi only: BatchNorm eps (recipe: 1e-5)")
-    p.add_argument("--init", default=None, help="--multi only: conv init (default, kaiming_normal, kaiming_uniform_relu)")
+    p.add_argument("--init", default=None,
+                   help="--multi only: conv init (default, kaiming_normal, kaiming_uniform_relu)")
     p.add_argument("--progress", action="store_true", help="--multi only: print every epoch's test accuracies")
     a = p.parse_args()
     extra = {"rotation_interpolation": a.rotation_interpolation} if a.rotation_interpolation else {}

@@ -6,6 +6,7 @@ messages, diffs included) and how many train-curve points arrive before the firs
 Prints one line per figure; the baseline is today's behaviour on the same run: points only per epoch
 (0 before the first row) and a full table each update.
 """
+import itertools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ out_names = [names.get(i) or str(i) for i in dep["outputs"]]
 data = [epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.0, 1, samples, "cpu", None, []][:len(dep["inputs"])]
 sizes, values, first_row_points, t0 = [], None, None, time.time()
 updates_before_row, point_times = 0, []
-for size, kind, values in queue_stream(url, "train", data, timeout=None):
+for size, _kind, values in queue_stream(url, "train", data, timeout=None):
     sizes.append(size)
     curves = values[out_names.index("train-curves")] if "train-curves" in out_names else None  # None: baseline
     table = values[out_names.index("history")]
@@ -45,7 +46,7 @@ print(f"updates: {len(sizes)}; bytes per update: median {sorted(sizes)[len(sizes
       f"max excluding the final message {max(sizes[:-1]) if len(sizes) > 1 else 0}; final (full values) {sizes[-1]}")
 print(f"train points before the first epoch's row: {first_row_points} (in {updates_before_row} updates)")
 if point_times:
-    gaps = [b[0] - a[0] for a, b in zip(point_times, point_times[1:])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(point_times)]
     print(f"first point after {point_times[0][0]:.1f} s, last before the row after {point_times[-1][0]:.1f} s; "
           f"gaps between new points: median {sorted(gaps)[len(gaps) // 2]:.2f} s, max {max(gaps or [0]):.2f} s")
 full = json.dumps(values)

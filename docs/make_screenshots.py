@@ -15,11 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from PIL import Image
 from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import demo
 from tests.e2e.browser import DIGITS, draw, free_port, launch_browser, set_number, wait_label, wait_state
@@ -60,8 +60,8 @@ def main() -> None:
         page.get_by_role("tab", name="Inspect").click()
         page.wait_for_selector("#mistakes .gallery-item", timeout=120_000)
         page.locator("#mistakes .gallery-item").first.click()
-        page.wait_for_function("() => { const i = document.querySelector('#mistake-saliency img'); return i && i.complete; }",
-                               timeout=60_000)
+        page.wait_for_function("() => { const i = document.querySelector('#mistake-saliency img'); "
+                               "return i && i.complete; }", timeout=60_000)
         page.screenshot(path=str(ROOT / "docs" / "inspect-tab.png"), full_page=True)
         # Train: an earlier run with a higher learning rate to compare against, then the recipe on 12,000
         # samples caught mid-epoch 3 of 4, with the earlier run overlaid
@@ -80,7 +80,8 @@ def main() -> None:
         set_number(page, "lr", 0.02)
         page.click("#start")
         page.wait_for_function("""() => {
-            const rows = new Set([...document.querySelectorAll('#history [aria-rowindex]')].map(e => e.getAttribute('aria-rowindex'))).size - 1;
+            const cells = document.querySelectorAll('#history [aria-rowindex]');
+            const rows = new Set([...cells].map(e => e.getAttribute('aria-rowindex'))).size - 1;
             const t = document.querySelector("#loss-plot path[data-series='train (this run)']");
             return rows >= 2 && t && +t.dataset.points >= 2 * 7 + 3; }""", timeout=900_000)
         page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)

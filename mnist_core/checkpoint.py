@@ -42,10 +42,7 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -65,11 +62,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not made by mnist_core): {first}") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not made by mnist_core): "
+                              f"{first}") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not an mnist_core checkpoint (expected a dict with {', '.join(REQUIRED_KEYS)})")
+        raise CheckpointError(f"{path} is not an mnist_core checkpoint "
+                              f"(expected a dict with {', '.join(REQUIRED_KEYS)})")
     if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']!r}; this version reads format {FORMAT_VERSION}")
+        raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']!r}; "
+                              f"this version reads format {FORMAT_VERSION}")
     try:
         model_from_checkpoint(ckpt)
     except Exception as exc:

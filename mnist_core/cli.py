@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import LIMITS, ConfigError, TrainConfig, make_config
-from .data import DataError, ENV_VAR, ensure_mnist, load_mnist, read_split, resolve_data_dir
+from .data import ENV_VAR, DataError, ensure_mnist, load_mnist, read_split, resolve_data_dir
 from .export import ExportError
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_cnn.pt"
@@ -36,7 +36,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mnist_core", description="Train, evaluate and use the 7,416-parameter MNIST CNN.")
+    parser = argparse.ArgumentParser(prog="python -m mnist_core",
+                                     description="Train, evaluate and use the 7,416-parameter MNIST CNN.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train with the recipe and write a checkpoint",
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="test loss and accuracy of a checkpoint on the MNIST test set")
     e.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
     _data_args(e)
-    e.add_argument("--json", action="store_true", help="print a JSON object (with per-class accuracy and confusion matrix)")
+    e.add_argument("--json", action="store_true",
+                   help="print a JSON object (with per-class accuracy and confusion matrix)")
 
     pr = sub.add_parser("predict", help="classify image files (PNG/JPEG drawings or MNIST-style digits)")
     pr.add_argument("images", nargs="+", help="image files")
@@ -70,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="write a checkpoint as an ONNX file (needs the optional onnx packages)")
     x.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
-    x.add_argument("--out", default=None, help="ONNX file to write (default: ./<checkpoint name>.onnx; written atomically)")
+    x.add_argument("--out", default=None,
+                   help="ONNX file to write (default: ./<checkpoint name>.onnx; written atomically)")
     return parser
 
 
@@ -100,7 +103,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
                 bar = None
-            line = (f"epoch {r.epoch:2d}/{r.epochs}  lr {r.lr:.5f}  train loss {r.train_loss:.4f} acc {r.train_accuracy:.2f}%  "
+            line = (f"epoch {r.epoch:2d}/{r.epochs}  lr {r.lr:.5f}  "
+                    f"train loss {r.train_loss:.4f} acc {r.train_accuracy:.2f}%  "
                     f"test loss {r.test_loss:.4f} acc {r.test_accuracy:.2f}%  {r.seconds:.1f}s")
             print(json.dumps(r.as_dict()) if a.json else line, flush=True)
     except KeyboardInterrupt:

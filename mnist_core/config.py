@@ -68,7 +68,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         """Rebuild from a checkpoint's dict, ignoring keys a newer/older version may not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -119,7 +119,8 @@ def make_config(nullable: tuple[str, ...] = NULLABLE_FIELDS, **values) -> TrainC
     Whole-number fields take ints, or floats with no fractional part (JSON numbers and Gradio's
     gr.Number send 3.0 for 3); they refuse 2.5, true/false, strings and None. Number fields take
     ints or floats. None (an empty field) is refused everywhere except in `nullable` (by default
-    max_train_samples, where None means "all 60,000"; the web service passes nullable=()). Unknown names are refused so a typo cannot silently train with a default.
+    max_train_samples, where None means "all 60,000"; the web service passes nullable=()). Unknown names
+    are refused so a typo cannot silently train with a default.
     """
     known = {f.name for f in fields(TrainConfig)}
     clean = {}

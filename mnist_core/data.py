@@ -70,7 +70,8 @@ def ensure_mnist(root: Path, download: bool = True) -> Path:
                 return raw
             reason = "the download finished without the files"
         except Exception as exc:  # network, permissions, checksum: all mean "not available"
-            reason = f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})"
+            detail = str(exc).splitlines()[0][:120] if str(exc) else "no detail"
+            reason = f"the download failed ({type(exc).__name__}: {detail})"
     raise DataError(f"MNIST is not in {raw} ({', '.join(missing)} missing) and {reason}: {_where_message(root)}.")
 
 
@@ -82,18 +83,22 @@ def read_idx(path: Path, magic: int, expected_shape: tuple[int, ...] = ()) -> np
         with open(path, "rb") as f:
             header = f.read(4 + 4 * ndim)
             if len(header) < 4 + 4 * ndim:
-                raise DataError(f"{path} is too short to be an IDX file ({len(header)} bytes): the file is damaged; delete it and download again.")
+                raise DataError(f"{path} is too short to be an IDX file ({len(header)} bytes): the file is damaged; "
+                                "delete it and download again.")
             got_magic, *dims = struct.unpack(f">I{ndim}I", header)
             if got_magic != magic:
-                raise DataError(f"{path} is not the expected IDX file (magic {got_magic:#010x}, expected {magic:#010x}); is it compressed or the wrong file?")
+                raise DataError(f"{path} is not the expected IDX file (magic {got_magic:#010x}, expected "
+                                f"{magic:#010x}); is it compressed or the wrong file?")
             if expected_shape and tuple(dims[1:]) != expected_shape:
-                raise DataError(f"{path} holds {'x'.join(map(str, dims[1:]))} items, expected {'x'.join(map(str, expected_shape))}.")
+                raise DataError(f"{path} holds {'x'.join(map(str, dims[1:]))} items, "
+                                f"expected {'x'.join(map(str, expected_shape))}.")
             count = int(np.prod(dims))
             data = np.frombuffer(f.read(), dtype=np.uint8)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
     if data.size != count:
-        raise DataError(f"{path} is truncated or padded: its header promises {count:,} bytes of data but it has {data.size:,}; delete it and download again.")
+        raise DataError(f"{path} is truncated or padded: its header promises {count:,} bytes of data but it has "
+                        f"{data.size:,}; delete it and download again.")
     return data.reshape(dims)
 
 
@@ -102,7 +107,8 @@ def read_split(raw: Path, train: bool) -> Split:
     images = read_idx(Path(raw) / img_name, _IMAGES_MAGIC, (28, 28))
     labels = read_idx(Path(raw) / lbl_name, _LABELS_MAGIC)
     if len(images) != len(labels):
-        raise DataError(f"{img_name} has {len(images):,} images but {lbl_name} has {len(labels):,} labels; one of them is damaged.")
+        raise DataError(f"{img_name} has {len(images):,} images but {lbl_name} has {len(labels):,} labels; "
+                        "one of them is damaged.")
     if labels.size and labels.max() > 9:
         raise DataError(f"{lbl_name} has a label {int(labels.max())}; MNIST labels are 0-9.")
     return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))

@@ -1,7 +1,7 @@
 """Pure evaluation: no state changes beyond putting the model in eval mode for the call."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -288,7 +288,7 @@ class FastLoop:
         else:
             self._body(n)
 
-    def _capture(self, fn) -> "torch.cuda.CUDAGraph":
+    def _capture(self, fn) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             fn()
@@ -296,7 +296,7 @@ class FastLoop:
 
     def _graph_failed(self, exc: Exception) -> None:
         self.graph_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        warnings.warn(f"CUDA graph capture failed ({self.graph_error}); training without CUDA graphs")
+        warnings.warn(f"CUDA graph capture failed ({self.graph_error}); training without CUDA graphs", stacklevel=2)
         self.graphs.clear()
         self.eval_graph = None
         self.optimizer.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DataError, FILES, raw_dir, read_split, resolve_data_dir
+from .data import FILES, DataError, raw_dir, read_split, resolve_data_dir
 from .predict import Prediction, Predictor
 from .preprocess import prepare
 
@@ -156,7 +156,8 @@ def _occlusion(model, img: torch.Tensor, mean: float, std: float, target: int, p
     drops = np.zeros(len(sy), np.float32)
     if len(touches):
         batch = img.repeat(len(touches), 1, 1)
-        batch[torch.arange(len(touches))[:, None, None], torch.from_numpy(yy[touches]), torch.from_numpy(xx[touches])] = 0.0
+        rows = torch.arange(len(touches))[:, None, None]
+        batch[rows, torch.from_numpy(yy[touches]), torch.from_numpy(xx[touches])] = 0.0
         base = _log_prob(model, img[None], mean, std, target)[0]
         drops[touches] = (base - _log_prob(model, batch, mean, std, target)).numpy()
     total = np.zeros((28, 28), np.float32)
@@ -260,7 +261,7 @@ class FeatureIndex:
     @classmethod
     @torch.inference_mode()
     def build(cls, model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, mean: float, std: float,
-              batch: int = 500) -> "FeatureIndex":
+              batch: int = 500) -> FeatureIndex:
         t0 = time.perf_counter()
         model.eval()
         out = [pooled_features(model, _normalized(images_u8[i:i + batch].float() / 255.0, mean, std))
@@ -286,7 +287,7 @@ def lookalikes(predictor: Predictor, index: FeatureIndex, image28, k: int = LOOK
     q = pooled_features(predictor.model, _normalized(img, predictor.mean, predictor.std))
     sims, idx = index.search(q, int(k))
     return [LookAlike(int(i), int(index.labels[i]), float(s), index.images[i].numpy())
-            for s, i in zip(sims[0].tolist(), idx[0].tolist())]
+            for s, i in zip(sims[0].tolist(), idx[0].tolist(), strict=True)]
 
 
 # ----------------------------------------------------------------------------------- mistakes

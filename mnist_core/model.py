@@ -7,8 +7,8 @@ bias: each is followed by BatchNorm (which has its own shift) or feeds the log-s
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 ARCHITECTURE = "mnist-cnn-7416"
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F

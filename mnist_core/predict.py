@@ -68,11 +68,11 @@ class Predictor:
         self.description = description
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict, name: str = "") -> "Predictor":
+    def from_checkpoint(cls, ckpt: dict, name: str = "") -> Predictor:
         return cls(model_from_checkpoint(ckpt), ckpt["normalization"], name, describe(ckpt), ckpt.get("test_metrics"))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Predictor":
+    def from_file(cls, path: str | os.PathLike) -> Predictor:
         return cls.from_checkpoint(load_checkpoint(path), os.fspath(path))
 
     @torch.inference_mode()

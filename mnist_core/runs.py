@@ -174,7 +174,7 @@ def differing_settings(runs: list[RunInfo]) -> tuple[list[str], list[list]]:
     differ = [k for k in SETTING_LABELS if len({repr(v[k]) for v in values}) > 1]
     columns = ["run", "test acc %"] + [SETTING_LABELS[k] for k in differ]
     rows = []
-    for r, v in zip(runs, values):
+    for r, v in zip(runs, values, strict=True):
         acc = (r.test_metrics or {}).get("accuracy")
         rows.append([r.name, round(acc, 2) if isinstance(acc, (int, float)) else None]
                     + [_show(v[k]) for k in differ])

@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,7 @@ class GraphedStep:
             graph = self.graphs[lr] = self._capture()
         graph.replay()
 
-    def _capture(self) -> "torch.cuda.CUDAGraph":
+    def _capture(self) -> torch.cuda.CUDAGraph:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
@@ -186,7 +187,7 @@ class Trainer:
                     self.stopped = True
                     return
 
-                def step() -> None:
+                def step(x: torch.Tensor = x, y: torch.Tensor = y) -> None:   # this iteration's batch
                     nonlocal loss_sum, correct
                     out = self.model(x)
                     loss = F.nll_loss(out, y)
@@ -204,7 +205,7 @@ class Trainer:
                     try:
                         graphed.replay(x, y, lr)
                     except RuntimeError as exc:  # capture unsupported here: carry on without graphs
-                        warnings.warn(f"CUDA graph capture failed ({exc}); training without CUDA graphs")
+                        warnings.warn(f"CUDA graph capture failed ({exc}); training without CUDA graphs", stacklevel=2)
                         graphed = self.graphed = None
                         step()
                 seen += len(y)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_core.insight import DrawingInsight, Explanation, LookAlike, Mistake, check_image28
+
 from .views import confusion_html  # noqa: F401  (one heat map, shared by the Inspect and Train tabs)
 
 SCALE = 8            # 28 px -> 224 px, nearest neighbour: each MNIST pixel stays a crisp square

@@ -14,9 +14,9 @@ import datetime as _dt
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -24,8 +24,9 @@ from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import ConfigError, TrainingBudget, make_config, train_samples
 from mnist_core.data import DataError, load_mnist
 from mnist_core.runs import prune
-from mnist_core.train import Trainer
 from mnist_core.text import plural
+from mnist_core.train import Trainer
+
 from .train_views import Curves
 
 # Training uses the process's default intra-op threads (all cores: 1.6x faster than 1 thread on the 2-core
@@ -144,7 +145,7 @@ class TrainingService:
             torch.set_num_threads(TRAIN_THREADS)
             try:
                 trainer = Trainer(cfg, train, test, stop=stop,
-                                  on_batch=lambda d, t, l, a: events.put(("batch", (d, t, l, a))))
+                                  on_batch=lambda d, t, loss, a: events.put(("batch", (d, t, loss, a))))
                 trainers.append(trainer)
                 for record in trainer.run():
                     events.put(("epoch", record.as_dict()))

@@ -79,7 +79,8 @@ def progress_html(state: str, message: str, batch: int = 0, batches: int = 0, et
     pct = 100.0 * batch / batches if batches else (100.0 if state == "finished" else 0.0)
     eta_text = f", about {eta:.0f} s left in this epoch" if eta is not None and state == "running" else ""
     detail = f" - batch {batch} of {batches}{eta_text}" if state == "running" and batches else ""
-    return (f"<div class='train-status' data-state='{state}'><div class='status-text'>{html.escape(message)}{detail}</div>"
+    return (f"<div class='train-status' data-state='{state}'>"
+            f"<div class='status-text'>{html.escape(message)}{detail}</div>"
             f"<div class='progress'><div style='width:{pct:.1f}%'></div></div></div>")
 
 
@@ -89,7 +90,8 @@ CSS = """
 .prediction .muted, .muted {opacity: .65; font-size: .9em}
 .pred-body {display: flex; gap: 1.2em; align-items: flex-start; flex-wrap: wrap}
 .bars {flex: 1; min-width: 180px}
-.bar-row {display: grid; grid-template-columns: 1.2em 1fr 3.6em; gap: .4em; align-items: center; font-variant-numeric: tabular-nums}
+.bar-row {display: grid; grid-template-columns: 1.2em 1fr 3.6em; gap: .4em; align-items: center;
+         font-variant-numeric: tabular-nums}
 .bar {background: var(--neutral-200, #e5e7eb); height: .8em; border-radius: 3px}
 .bar > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px}
 figure {margin: 0; text-align: center}

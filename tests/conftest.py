@@ -15,11 +15,11 @@ sys.path.insert(0, str(ROOT))
 # delete_cache of apps closed earlier) never touch the files of the apps under test.
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="mnist-tests-gradio-"))
 
-from mnist_core.data import write_mnist  # noqa: E402
-
 # Tiny test workloads gain nothing from intra-op threads, and OpenMP threads spinning against
 # another process (a second test worker, a background training) slow everything down many times.
 import torch  # noqa: E402
+
+from mnist_core.data import write_mnist  # noqa: E402
 
 torch.set_num_threads(1)
 

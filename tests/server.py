@@ -30,11 +30,13 @@ class Server:
         for k, v in list(full_env.items()):
             if v is None:
                 del full_env[k]
-        self._log = open(self.log_path, "wb")
         cmd = [sys.executable, str(ROOT / "demo.py"), *args]
         if "--port" not in args and "GRADIO_SERVER_PORT" not in (env or {}):
             cmd += ["--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        # The child writes the log through its own copy of the file descriptor; this process never writes
+        # to it, so its handle can be closed as soon as the child has started.
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 90) -> None:
@@ -58,11 +60,9 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def log_size(self) -> int:
-        self._log.flush()
         return self.log_path.stat().st_size
 
     def log(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def temp_files(self) -> list[Path]:
@@ -76,7 +76,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self._log.close()
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None,
@@ -161,7 +160,7 @@ def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 30
             if out is None:        # an error: no outputs
                 return
             values = out if values is None or kind == "process_completed" else \
-                [apply_diff(v, d) for v, d in zip(values, out)]
+                [apply_diff(v, d) for v, d in zip(values, out, strict=True)]
             yield len(line.encode()), kind, values
             if kind == "process_completed":
                 return

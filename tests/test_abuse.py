@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from tests.server import Server, multipart, request, send_head
 from tests.test_strokes import SEVEN, payload
@@ -123,10 +124,10 @@ def test_decompression_bomb_is_refused_by_its_header(server, bomb):
 def test_too_many_layers_are_refused(server, tmp_path):
     from PIL import Image
     Image.new("RGBA", (32, 32)).save(tmp_path / "l.png")
-    with Probe(server):   # refused by the payload's schema (max 8 layers) before anything is decoded
-        with pytest.raises(Exception):
-            server.client.predict({"background": None, "layers": [handle_file(str(tmp_path / "l.png"))] * 9,
-                                   "composite": None, "id": None}, api_name="/classify")
+    # refused by the payload's schema (max 8 layers) before anything is decoded
+    with Probe(server), pytest.raises(AppError):
+        server.client.predict({"background": None, "layers": [handle_file(str(tmp_path / "l.png"))] * 9,
+                               "composite": None, "id": None}, api_name="/classify")
     label, _ = server.client.predict({"background": None, "layers": [handle_file(str(tmp_path / "l.png"))] * 8,
                                       "composite": None, "id": None}, api_name="/classify")
     assert label["label"] == "Draw a digit"    # 8 empty layers: fine, and empty
@@ -176,7 +177,8 @@ def test_messages_never_leak_paths_or_echo_input(server, shipped_checkpoint):
     (server.runs / "broken.pt").write_bytes(shipped_checkpoint.read_bytes()[:5000])
     c = server.client
     _, msg = c.predict("runs/broken.pt", api_name="/choose_model")
-    assert msg.startswith("Could not load") and str(server.runs) not in msg and "/" not in msg.split("runs/broken.pt")[-1]
+    assert (msg.startswith("Could not load") and str(server.runs) not in msg
+            and "/" not in msg.split("runs/broken.pt")[-1])
     with Probe(server):
         _, msg = c.predict("x" * 100_000, api_name="/choose_model")
     assert len(msg) < 250 and "x" * 81 not in msg and "shipped" not in msg

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from gradio_client import Client, handle_file  # requirements-dev.txt: a missing client fails, never skips
+from PIL import Image
 
 import demo
 from mnist_web.views import EMPTY_MESSAGE

@@ -112,7 +112,7 @@ def test_shuffled_batches_keep_images_with_their_labels_and_reshuffle_each_pass(
     b = TensorBatches(imgs, labels, 8, generator=torch.Generator().manual_seed(3))
     orders = []
     for _ in range(2):
-        xs, ys = zip(*b)
+        xs, ys = zip(*b, strict=True)
         x, y = torch.cat(xs), torch.cat(ys)
         pixel = torch.round((x[:, 0, 5, 5] * MNIST_STD + MNIST_MEAN) * 255).long()
         assert torch.equal(pixel, y)                   # each image travels with its own label

@@ -70,8 +70,8 @@ class _Evil:
 
 def test_malicious_pickle_does_not_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    torch.save({"format_version": 1, "model_args": {}, "state_dict": _Evil(), "normalization": {}}, tmp_path / "evil.pt",
-               pickle_protocol=2)
+    torch.save({"format_version": 1, "model_args": {}, "state_dict": _Evil(), "normalization": {}},
+               tmp_path / "evil.pt", pickle_protocol=2)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()

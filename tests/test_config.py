@@ -2,8 +2,7 @@ import dataclasses
 
 import pytest
 
-from mnist_core.config import (ConfigError, TrainConfig, TrainingBudget, estimate_seconds, make_config,
-                               total_steps)
+from mnist_core.config import ConfigError, TrainConfig, TrainingBudget, estimate_seconds, make_config, total_steps
 
 
 def test_defaults_are_the_recipe():

@@ -61,7 +61,8 @@ def test_missing_files_and_failed_download_say_where(tmp_path, monkeypatch):
 
     class NoNetwork:
         def __init__(self, *a, **k):
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: [Errno -3] Temporary failure in name resolution")
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: "
+                               "[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", NoNetwork)
     with pytest.raises(DataError) as e:
@@ -93,6 +94,7 @@ def test_real_mnist_shapes(real_mnist):
 def test_cli_says_where_the_data_must_go(tmp_path):
     import subprocess
     import sys
+
     from tests.conftest import ROOT
     out = subprocess.run([sys.executable, "-m", "mnist_core", "evaluate", "--data-dir", str(tmp_path / "none"),
                           "--no-download"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -22,7 +22,8 @@ def test_config_defaults_are_the_documented_recipe():
 
 def test_documented_limits():
     # README: "1-50 epochs, batch size 1-4,096, 1-60,000 samples"
-    assert LIMITS["epochs"] == (1, 50) and LIMITS["batch_size"] == (1, 4096) and LIMITS["max_train_samples"] == (1, 60_000)
+    assert (LIMITS["epochs"] == (1, 50) and LIMITS["batch_size"] == (1, 4096)
+            and LIMITS["max_train_samples"] == (1, 60_000))
 
 
 def _tiny():

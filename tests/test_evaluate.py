@@ -56,16 +56,17 @@ def test_counts_per_class_and_confusion_exactly():
     model = Oracle()
     m = evaluate(model, _batches(PREDS, LABELS, [5, 7, 1, 9]))
     expected = np.zeros((10, 10), int)
-    for t, p in zip(LABELS, PREDS):
+    for t, p in zip(LABELS, PREDS, strict=True):
         expected[t, p] += 1                      # rows = true class, columns = prediction
     assert m["confusion_matrix"] == expected.tolist()
-    right = sum(t == p for t, p in zip(LABELS, PREDS))
+    right = sum(t == p for t, p in zip(LABELS, PREDS, strict=True))
     assert m["correct"] == right == 15 and m["total"] == len(LABELS) == 22
     assert m["accuracy"] == 100.0 * 15 / 22
     per_class = []
     for c in range(10):
         n = LABELS.count(c)
-        per_class.append(round(100.0 * sum(t == p == c for t, p in zip(LABELS, PREDS)) / n, 4) if n else None)
+        per_class.append(round(100.0 * sum(t == p == c for t, p in zip(LABELS, PREDS, strict=True)) / n, 4)
+                         if n else None)
     assert [None if math.isnan(v) else v for v in m["per_class_accuracy"]] == per_class
     assert math.isnan(m["per_class_accuracy"][9])   # no sample of class 9: NaN, not 0 or 100
     assert m["per_class_accuracy"][0] == 75.0 and m["per_class_accuracy"][3] == 100.0
@@ -75,7 +76,7 @@ def test_counts_per_class_and_confusion_exactly():
 def test_loss_is_the_mean_nll():
     model = Oracle(margin=2.5)
     m = evaluate(model, _batches(PREDS, LABELS, [22]))
-    want = sum(_expected_nll(2.5, t == p) for t, p in zip(LABELS, PREDS)) / len(LABELS)
+    want = sum(_expected_nll(2.5, t == p) for t, p in zip(LABELS, PREDS, strict=True)) / len(LABELS)
     assert m["loss"] == pytest.approx(want, rel=1e-6)
 
 

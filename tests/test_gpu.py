@@ -61,7 +61,8 @@ def _eager_epoch(model, opt, x, y):
 
 
 def _max_diff(a, b):
-    return max((p - q).abs().max().item() for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    return max((p - q).abs().max().item()
+               for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_fast_loop_logic_matches_eager_steps_on_cpu():
@@ -155,7 +156,7 @@ def test_cuda_graphs_match_eager_first_steps(exact_cuda_math):
         assert abs(got_cs - cs) <= 2            # an argmax tie may go either way after float differences
     assert loop.graph_error is None and set(loop.graphs) == {1, 4} and loop.replays > 0
     assert _max_diff(loop.model, ref) < 1e-4
-    for p, q in zip(loop.model.parameters(), ref.parameters()):
+    for p, q in zip(loop.model.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
     first, second = loop.evaluate(), loop.evaluate()      # eager warm-up, then the captured graph
     want = evaluate(loop.model, TensorBatches(timgs, tlabels, 50, shuffle=False))

@@ -11,11 +11,11 @@ import pytest
 from gradio_client import Client
 
 import demo
-from mnist_web import handlers
-from mnist_web.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_core.insight import InsightService
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
+from mnist_web import handlers
+from mnist_web.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_web.training_service import TrainingService
 from mnist_web.views import EMPTY_MESSAGE
 from tests.server import serve

@@ -6,6 +6,7 @@ MNIST via the real_mnist fixture.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -15,16 +16,39 @@ import torch
 import torch.nn.functional as F
 
 from mnist_core import insight
-from mnist_core.data import DataError, read_split, raw_dir
-from mnist_core.insight import (METHODS, FeatureIndex, InsightError, InsightService, Mistake,
-                                confusion_from_mistakes, explain, explain_image28, find_mistakes, lookalikes,
-                                mass_on_ink, mnist_unavailable, pooled_features, saliency, sort_mistakes,
-                                stored_confusion, stroke_mask)
-from mnist_web.insight_views import (SCALE, confusion_html, explanation_caption, explanation_image,
-                                      lookalike_items, mistake_items, mistakes_note, overlay,
-                                      png_data_uri)
+from mnist_core.data import DataError, raw_dir, read_split
+from mnist_core.insight import (
+    METHODS,
+    FeatureIndex,
+    InsightError,
+    InsightService,
+    Mistake,
+    confusion_from_mistakes,
+    explain,
+    explain_image28,
+    find_mistakes,
+    lookalikes,
+    mass_on_ink,
+    mnist_unavailable,
+    pooled_features,
+    saliency,
+    sort_mistakes,
+    stored_confusion,
+    stroke_mask,
+)
 from mnist_core.predict import Predictor
 from mnist_core.preprocess import PreprocessError
+from mnist_web.insight_views import (
+    SCALE,
+    confusion_html,
+    explanation_caption,
+    explanation_image,
+    lookalike_items,
+    mistake_items,
+    mistakes_note,
+    overlay,
+    png_data_uri,
+)
 from tests.drawing import stroke_digit
 
 
@@ -83,7 +107,7 @@ def test_occlusion_with_one_pixel_patches_is_the_drop_from_blacking_out_that_pix
     a = saliency(predictor.model, img, predictor.mean, predictor.std, target=7, method="occlusion", patch=1, stride=1)
     ys, xs = np.nonzero(img > 0.5)
     with torch.no_grad():
-        for y, x in list(zip(ys, xs))[:5]:
+        for y, x in list(zip(ys, xs, strict=True))[:5]:
             hole = img.copy()
             hole[y, x] = 0
             lp = predictor.model(torch.from_numpy(((np.stack([img, hole]) - predictor.mean)
@@ -340,7 +364,7 @@ def test_lookalikes_of_test_digits_share_their_label(predictor, real):
     same = 0
     for i in idx:
         found = lookalikes(predictor, index, test.images[i].numpy().astype(np.float32) / 255, k=8)
-        assert len(found) == 8 and all(a.similarity >= b.similarity for a, b in zip(found, found[1:]))
+        assert len(found) == 8 and all(a.similarity >= b.similarity for a, b in itertools.pairwise(found))
         same += found[0].label == int(test.labels[i])
     assert same / 500 >= 0.90, same
 

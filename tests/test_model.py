@@ -4,7 +4,8 @@ from mnist_core.model import ARCHITECTURE, Net, build_model, count_parameters
 
 # The design's table: output shape after each stage for a 28x28 input.
 EXPECTED = [("conv1", (8, 26, 26)), ("conv2", (16, 24, 24)), ("trans", (8, 12, 12)), ("conv3", (16, 10, 10)),
-            ("conv4", (8, 8, 8)), ("conv5", (16, 6, 6)), ("conv6", (16, 4, 4)), ("gap", (16, 1, 1)), ("head", (10, 1, 1))]
+            ("conv4", (8, 8, 8)), ("conv5", (16, 6, 6)), ("conv6", (16, 4, 4)), ("gap", (16, 1, 1)),
+            ("head", (10, 1, 1))]
 
 
 def test_parameter_count_is_7416():
@@ -26,7 +27,7 @@ def test_no_conv_has_a_bias():
 def test_intermediate_shapes():
     m = Net().eval()
     x = torch.zeros(3, 1, 28, 28)
-    for (name, stage), (exp_name, exp_shape) in zip(m.stages(), EXPECTED):
+    for (name, stage), (exp_name, exp_shape) in zip(m.stages(), EXPECTED, strict=True):
         x = stage(x)
         assert name == exp_name and tuple(x.shape) == (3, *exp_shape), name
 

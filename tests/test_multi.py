@@ -67,7 +67,7 @@ def _compare(cfg, data, dtype, atol_weights, atol_metrics):
             assert mine[key].shape == value.shape, key
             torch.testing.assert_close(mine[key], value.cpu().contiguous(), atol=atol_weights, rtol=0,
                                        msg=lambda m, key=key, seed=seed: f"seed {seed}, {key}: {m}")
-        for a, b in zip(history, multi.history[k]):
+        for a, b in zip(history, multi.history[k], strict=True):
             assert a["epoch"] == b["epoch"] and a["lr"] == b["lr"]
             for field in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
                 assert b[field] == pytest.approx(a[field], abs=atol_metrics), (seed, a["epoch"], field)

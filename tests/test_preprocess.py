@@ -88,7 +88,8 @@ def test_sketch_dict_forms():
 def test_file_inputs(tmp_path):
     from PIL import Image
     Image.fromarray(render(SEVEN, mode="RGB")).save(tmp_path / "d.png")
-    assert np.abs(prepare(load_image_file(tmp_path / "d.png")).image - prepare(render(SEVEN, mode="RGB")).image).max() < 1e-6
+    from_file = prepare(load_image_file(tmp_path / "d.png")).image
+    assert np.abs(from_file - prepare(render(SEVEN, mode="RGB")).image).max() < 1e-6
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(PreprocessError, match="not an image"):
         load_image_file(tmp_path / "bad.png")

@@ -48,7 +48,7 @@ def test_drawings_are_recognized_as_well_as_mnist_digits(real_mnist, shipped_che
     digits, labels = test.images[idx].numpy(), test.labels[idx].numpy()
     original = (predictor.probabilities(digits / 255.0).argmax(1) == labels).mean() * 100
     correct, aligned, l1 = 0, 0, []
-    for d, y in zip(digits, labels):
+    for d, y in zip(digits, labels, strict=True):
         height = int(rng.integers(150, 600))
         top, left = int(rng.integers(0, 800 - height)), int(rng.integers(0, 800 - height))
         pred = predictor.predict({"background": None, "layers": [], "composite": render(d, 800, height, top, left)})
@@ -83,4 +83,4 @@ def test_cli_predict_gives_the_app_answer(real_mnist, shipped_checkpoint, tmp_pa
                           "--json", *paths], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     got = [json.loads(line) for line in out.stdout.splitlines()]
     assert [g["digit"] for g in got] == [e["digit"] for e in expected] == test.labels[:5].tolist()
-    assert all(abs(g["confidence"] - e["confidence"]) < 1e-5 for g, e in zip(got, expected))
+    assert all(abs(g["confidence"] - e["confidence"]) < 1e-5 for g, e in zip(got, expected, strict=True))

@@ -9,9 +9,17 @@ import torch
 
 from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.runs import SHIPPED_KEY, RunError, RunStore, differing_settings, prune, run_files
-from mnist_web.train_views import (MAX_TRAIN_POINTS, MIN_WINDOW, Curves, confusion_html, curves_value, per_class_rows,
-                                    status_html, window_for)
 from mnist_core.text import plural
+from mnist_web.train_views import (
+    MAX_TRAIN_POINTS,
+    MIN_WINDOW,
+    Curves,
+    confusion_html,
+    curves_value,
+    per_class_rows,
+    status_html,
+    window_for,
+)
 
 
 # ------------------------------------------------------------------------------ live curves
@@ -23,8 +31,9 @@ def feed_epoch(curves: Curves, epoch: int, losses: list[float], accs: list[float
         if done % every == 0 or done == total:
             seen = curves.seen(done)
             sizes = [min(bs, curves.samples - i * bs) for i in range(done)]
-            mean_loss = sum(l * n for l, n in zip(losses, sizes)) / seen
-            mean_acc = sum(a * n for a, n in zip(accs, sizes)) / seen
+            # the first `done` batches only: losses and accs hold the whole epoch's
+            mean_loss = sum(loss * n for loss, n in zip(losses, sizes, strict=False)) / seen
+            mean_acc = sum(a * n for a, n in zip(accs, sizes, strict=False)) / seen
             added += curves.on_batch(epoch, done, total, mean_loss, mean_acc)
     return added
 
@@ -164,7 +173,8 @@ def test_charts_have_whole_epoch_ticks_and_stay_small():
 
     from mnist_web.train_views import compare_charts, curve_charts, epoch_ticks
     assert epoch_ticks(2) == [0, 1, 2] and epoch_ticks(15) == list(range(0, 17, 2)) and epoch_ticks(0.3) == [0, 1]
-    assert all(t == int(t) for n in range(1, 51) for t in epoch_ticks(n)) and all(epoch_ticks(n)[-1] >= n for n in range(1, 51))
+    assert (all(t == int(t) for n in range(1, 51) for t in epoch_ticks(n))
+            and all(epoch_ticks(n)[-1] >= n for n in range(1, 51)))
     # the largest live chart: a capped run of 15 epochs and three earlier runs overlaid
     train = [(round(15 * (i + 1) / MAX_TRAIN_POINTS, 4), 0.5 - i / 1000, 90 + i / 50) for i in range(MAX_TRAIN_POINTS)]
     test = [(float(e), 0.05, 99.0) for e in range(1, 16)]

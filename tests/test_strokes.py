@@ -9,10 +9,9 @@ import pytest
 from gradio_client import Client
 
 import demo
-from mnist_web.components import Label
 from mnist_core.predict import UNSURE_BELOW, Prediction
-from mnist_core.strokes import (MAX_POINTS, MAX_STROKES, StrokeError, parse_strokes, render_strokes,
-                                strokes_to_image)
+from mnist_core.strokes import MAX_POINTS, MAX_STROKES, StrokeError, parse_strokes, render_strokes, strokes_to_image
+from mnist_web.components import Label
 from mnist_web.views import EMPTY_MESSAGE, label_value, prediction_html
 from tests.e2e.browser import free_port
 

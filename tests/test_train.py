@@ -253,7 +253,7 @@ def test_progress_callback(synthetic_root):
     for every, want in [(1, [1, 2, 3, 4, 5]), (0, [1, 2, 3, 4, 5]), (2, [2, 4, 5])]:
         done = []
         t = Trainer(TrainConfig(device="cpu", epochs=1, batch_size=16, max_train_samples=80), train, test,
-                    on_batch=lambda d, *a: done.append(d), progress_every=every)
+                    on_batch=lambda d, *a, done=done: done.append(d), progress_every=every)
         list(t.run())
         assert done == want, every
 
@@ -320,6 +320,9 @@ def test_same_seed_same_metrics(synthetic_root):
     _, a = _run(synthetic_root, epochs=2, batch_size=64, max_train_samples=600, seed=3)
     _, b = _run(synthetic_root, epochs=2, batch_size=64, max_train_samples=600, seed=3)
     _, c = _run(synthetic_root, epochs=2, batch_size=64, max_train_samples=600, seed=4)
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+
+    def strip(h):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)

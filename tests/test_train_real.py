@@ -35,7 +35,8 @@ def _rotate_fixed(x, degrees):
 
 def estimate_angles(fed, originals):
     """For each fed image ([0, 1] scale) find its original (nearest unrotated image) and the angle in
-    -12..12 deg (0.25 steps) that turns the original into it (the middle of the best ones). Returns (angles, residual per image)."""
+    -12..12 deg (0.25 steps) that turns the original into it (the middle of the best ones). Returns (angles,
+    residual per image)."""
     d = torch.cdist(fed.flatten(1), originals.flatten(1))
     src = originals[d.argmin(1)]
     grid = torch.arange(-12.0, 12.01, 0.25)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,9 +111,9 @@ def test_compare_results_download_and_delete(app, shipped_checkpoint):
     assert [row[0] for row in bars["data"]] == [str(d) for d in range(10)]
     assert confusion.count("<tr>") == 11 and "data-empty='false'" in confusion
     saved = app["runs"] / k2.split("/", 1)[1]
-    assert open(path, "rb").read() == saved.read_bytes()
+    assert Path(path).read_bytes() == saved.read_bytes()
     *_, shipped_path, note = c.predict("shipped", api_name="/show_run")
-    assert open(shipped_path, "rb").read() == shipped_checkpoint.read_bytes() and "never deleted" in note
+    assert Path(shipped_path).read_bytes() == shipped_checkpoint.read_bytes() and "never deleted" in note
 
     before = shipped_checkpoint.read_bytes()
     msg, *_ = c.predict("shipped", [], api_name="/delete_run")

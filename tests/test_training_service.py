@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from mnist_web import training_service
 from mnist_core.checkpoint import load_checkpoint
 from mnist_core.config import TrainingBudget
 from mnist_core.train import Trainer
+from mnist_web import training_service
 from mnist_web.training_service import TrainingService
 
 QUICK = dict(epochs=2, batch_size=32, max_train_samples=1200, device="cpu")   # 1,200: the synthetic set
@@ -54,7 +54,7 @@ def test_finished_run_is_saved(tmp_path, synthetic_root):
 def test_error_mid_epoch_reaches_status_and_releases_the_lock(tmp_path, synthetic_root, monkeypatch):
     class Exploding(Trainer):
         def run(self):
-            for i, rec in enumerate(super().run()):
+            for rec in super().run():
                 yield rec
                 raise RuntimeError("simulated failure in epoch 2")
 

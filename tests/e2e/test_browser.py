@@ -6,13 +6,29 @@ tests must run. Every wait is for the response an action caused (a label, an att
 """
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import (ARTIFACTS, DIGITS, LABEL, PHONE, ROW_EPOCHS_JS, WATCH_LABEL_JS, clear, draw, open_page,
-                               set_number, shown_label, strokes_on_canvas, to_screen, wait_label, wait_state)
+from tests.e2e.browser import (
+    ARTIFACTS,
+    DIGITS,
+    LABEL,
+    PHONE,
+    ROW_EPOCHS_JS,
+    WATCH_LABEL_JS,
+    clear,
+    draw,
+    open_page,
+    set_number,
+    shown_label,
+    strokes_on_canvas,
+    to_screen,
+    wait_label,
+    wait_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +121,9 @@ def test_touch_draws_too(browser, server):
         for stroke in DIGITS["7"]:
             pts = to_screen(pg, stroke)
             dense = [(a[0] + (b[0] - a[0]) * t / 8, a[1] + (b[1] - a[1]) * t / 8)
-                     for a, b in zip(pts, pts[1:]) for t in range(8)] + [pts[-1]]
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": dense[0][0], "y": dense[0][1]}]})
+                     for a, b in itertools.pairwise(pts) for t in range(8)] + [pts[-1]]
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchStart", "touchPoints": [{"x": dense[0][0], "y": dense[0][1]}]})
             for x, y in dense[1:]:
                 cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
             cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
@@ -159,7 +176,7 @@ def test_train_tab_run_stop_and_use_model(page):
     page.wait_for_function(f"() => ({ROW_EPOCHS_JS})().length === 2", timeout=10_000)
     assert page.evaluate(ROW_EPOCHS_JS) == ["1", "2"]
     # the plots were drawn with the run's data: their pixels differ from the empty plots'
-    for name, empty in zip(("loss-plot", "acc-plot"), empty_plots):
+    for name, empty in zip(("loss-plot", "acc-plot"), empty_plots, strict=True):
         deadline = time.time() + 10
         while page.locator(f"#{name}").screenshot() == empty and time.time() < deadline:
             page.wait_for_timeout(200)
@@ -200,7 +217,10 @@ def test_closing_the_tab_stops_its_run(page):
     set_number(other, "epochs", 30)
     other.click("#start")
     wait_state(other, ["running"], 60_000)
-    training = lambda: any(t.name == "mnist-training" for t in threading.enumerate())
+
+    def training():
+        return any(t.name == "mnist-training" for t in threading.enumerate())
+
     assert training()
     other.close()
     deadline = time.time() + 30

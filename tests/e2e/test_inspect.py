@@ -32,8 +32,8 @@ def wait_image(pg, elem_id: str, timeout=15_000):
 
 def wait_items(pg, elem_id: str, n: int | None = None, timeout=30_000) -> int:
     cond = "c >= 1" if n is None else f"c === {n}"
-    pg.wait_for_function(f"(id) => {{ const c = document.querySelectorAll(`#${{id}} .gallery-item`).length; return {cond}; }}",
-                         arg=elem_id, timeout=timeout)
+    pg.wait_for_function("(id) => { const c = document.querySelectorAll(`#${id} .gallery-item`).length; "
+                         f"return {cond}; }}", arg=elem_id, timeout=timeout)
     return pg.locator(f"#{elem_id} .gallery-item").count()
 
 

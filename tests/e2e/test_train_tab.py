@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import need
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, free_port, launch_browser, set_number, train_state, wait_state
 
-
 # Records, on every change of the loss chart, (train points, test points, table rows, series count).
 RECORDER_JS = """() => {
   window.__curveLog = [];
@@ -130,8 +129,8 @@ def test_curves_grow_within_the_epoch_then_results_and_comparison(app):
     pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '2'",
                          timeout=30_000)
     headers = pg.locator("#compare-table thead th").all_inner_texts()
-    assert any("lr" == h.strip() for h in headers) and not any("momentum" in h for h in headers), headers
-    assert any("epochs" == h.strip() for h in headers)                   # 2 vs 1: they differ too
+    assert any(h.strip() == "lr" for h in headers) and not any("momentum" in h for h in headers), headers
+    assert any(h.strip() == "epochs" for h in headers)                   # 2 vs 1: they differ too
     # add the shipped model to the comparison by hand
     pick(pg, "compare", "Shipped model")
     pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '3'",
@@ -219,7 +218,8 @@ def test_download_onnx_of_the_picked_run(app, shipped_checkpoint, tmp_path):
         assert np.abs(got - want).max() <= 1e-4
 
 
-@pytest.mark.parametrize("typed,words", [("2.5", "epochs must be a whole number"), ("", "got nothing (an empty field)")])
+@pytest.mark.parametrize("typed,words", [("2.5", "epochs must be a whole number"),
+                                         ("", "got nothing (an empty field)")])
 def test_typed_values_are_checked_not_rounded(app, typed, words):
     """The number fields pass what was typed (precision=None): 2.5 epochs is refused, not rounded to 2."""
     pg = app["page"]
