@@ -3,9 +3,10 @@
     python demo.py [--host HOST] [--port PORT] [--checkpoint checkpoints/mnist_cnn.pt] [--data-dir DIR]
                    [--no-train] [--max-queue N] [--allowed-hosts a.example,b.example] [--share]
 
-This file only lays out the UI and wires its events to the app package mnist_web (which uses the ML library mnist_core): what each event does is in
-mnist_web/handlers.py, the app's components in mnist_web/components.py (the drawing canvas's front
-end in mnist_web/web/), the server's bounds in mnist_web/webguard.py.
+This file only lays out the UI and wires its events to the app package mnist_web (which uses the ML
+library mnist_core): what each event does is in mnist_web/handlers.py, the app's components in
+mnist_web/components.py (the drawing canvas's front end in mnist_web/web/), the server's bounds in
+mnist_web/webguard.py.
 Per-user state is the chosen model (gr.State); the only thing shared between users is the training
 service (one run at a time) and the read-only cache of loaded models.
 """
@@ -23,22 +24,23 @@ import torch
 from starlette.middleware import Middleware
 
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
-from mnist_web.components import ApiSketchpad, Label, sketch_canvas
 from mnist_core.config import LIMITS, TrainConfig
 from mnist_core.data import resolve_data_dir
 from mnist_core.export import missing_exporter
-from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_core.insight import SORT_ORDERS, InsightService
-from mnist_web.insight_views import CSS as INSIGHT_CSS
-from mnist_web.insight_views import heat_html
 from mnist_core.predict import Prediction
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
+from mnist_web.components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, ApiSketchpad, Label, sketch_canvas
+from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
+from mnist_web.insight_views import CSS as INSIGHT_CSS
+from mnist_web.insight_views import heat_html
 from mnist_web.train_views import compare_charts, curve_charts, status_html
 from mnist_web.train_views import confusion_html as run_confusion_html
 from mnist_web.training_service import TrainingService
 from mnist_web.views import CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, prediction_html
 from mnist_web.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
+from mnist_web.weights import weights_route
 
 QUEUE_MAX = 64        # requests waiting past this get Gradio's "queue is full" instead of waiting forever
 CLASSIFY_CONCURRENCY = 4
@@ -85,7 +87,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
                         "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
             with gr.Row():  # precision=None: the server sees the number as typed, so 2.5 epochs is refused, not rounded
-                n_epochs = gr.Number(defaults.epochs, label=f"Epochs ({LIMITS['epochs'][0]}-{LIMITS['epochs'][1]})", elem_id="epochs")
+                lo, hi = LIMITS["epochs"]
+                n_epochs = gr.Number(defaults.epochs, label=f"Epochs ({lo}-{hi})", elem_id="epochs")
                 n_samples = gr.Number(60_000, label="Training samples (1-60,000)", elem_id="samples")
                 n_batch = gr.Number(defaults.batch_size, label="Batch size (1-4,096)", elem_id="batch")
                 n_lr = gr.Number(defaults.lr, label="Learning rate", elem_id="lr")
@@ -114,7 +117,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             curves_json = gr.JSON(visible=False, elem_id="train-curves")  # for API clients (README: the /train stream)
             with gr.Accordion("Compare runs", open=True):
                 compare_pick = gr.Dropdown(choices=runs.choices(), value=[], multiselect=True, elem_id="compare",
-                                           allow_custom_value=True,  # runs saved after the page loaded; checked by RunStore
+                                           # runs saved after the page loaded; checked by RunStore
+                                           allow_custom_value=True,
                                            label="Runs to compare (the shipped model and every saved run)")
                 with gr.Row():
                     empty_cacc, empty_closs = compare_charts([])
@@ -164,7 +168,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         delete_btn.click(tr.ask_delete, [run_pick], [confirm_row, confirm_msg], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_visibility="private")
         confirm_btn.click(tr.delete_run, [run_pick, compare_pick, model_key],
-                          [confirm_row, run_msg, run_pick, compare_pick, model_key, picker], api_name="delete_run")
+                          [confirm_row, run_msg, run_pick, compare_pick, model_key, picker], api_name="delete_run"
+                          ).then(None, [picker], None, js=CHOOSE_MODEL_JS, api_visibility="private")
 
     # ------------------------------------------------------------------------------ layout
     with gr.Blocks(title="MNIST: draw a digit, train it yourself", analytics_enabled=False,
@@ -175,10 +180,11 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         with gr.Tab("Draw", id="draw"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=340):
-                    pad = sketch_canvas(elem_id="sketchpad")
+                    pad = sketch_canvas(model=default_key, elem_id="sketchpad")
                     api_pad = ApiSketchpad(visible=False, image_mode="RGBA", type="numpy", format="png",
                                            layers=False, transforms=(), elem_id="api-sketchpad")
-                    api_heat = gr.Image(visible=False, type="numpy", format="png", elem_id="api-heat")  # /explain's image
+                    # /explain's image
+                    api_heat = gr.Image(visible=False, type="numpy", format="png", elem_id="api-heat")
                 with gr.Column(scale=1):
                     label = Label(value=EMPTY_MESSAGE, num_top_classes=None, label="Prediction", elem_id="label")
                     view = gr.HTML(EMPTY_VIEW, elem_id="view")
@@ -187,8 +193,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     model_msg = gr.Markdown("" if default_key else
                                             f"**No model found** at `{checkpoint}`: train one in the Train tab.",
                                             elem_id="model-msg")
-            show_why = gr.Checkbox(True, label="Show why: the evidence for the top class and look-alike training digits",
-                                   elem_id="show-why")
+            show_why = gr.Checkbox(True, elem_id="show-why",
+                                   label="Show why: the evidence for the top class and look-alike training digits")
             with gr.Row(visible=True, elem_id="why") as why_row:
                 heat, heat_caption, look = insight_panel("saliency", "lookalikes")
         with gr.Tab("Inspect", id="inspect") as inspect_tab:
@@ -205,14 +211,19 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     with gr.Row():
                         m_heat, m_caption, m_look = insight_panel("mistake-saliency", "mistake-lookalikes")
         # ------------------------------------------------------------------------------ events
-        # The canvas sets its value (the strokes) at most every 100 ms while the pen moves and once when it
-        # lifts: `change` -> the label. always_last: while one update runs, only the newest waiting one
-        # follows (no backlog). When the drawing settles (pen up, undo, clear) the canvas fires `release`
-        # -> the explanation, as its own event: the live label never waits for it.
+        # The canvas sets its value (the strokes) on every animation frame in which the drawing changed:
+        # `change` -> the label, bars and 28x28 view computed in the page from the chosen model's weights
+        # (GET /mnist/weights, web/mnistnet.js), no request. Until those weights are there (or if they
+        # fail) the canvas fires `input` instead, at most every 100 ms and at pen-up: the server's answer,
+        # also the /classify_strokes API; always_last: while one update runs, only the newest waiting one
+        # follows. When the drawing settles (pen up, undo, clear) with "Show why" on, the canvas fires
+        # `release` -> the server's explanation, once per settled drawing.
         why = [heat, heat_caption, look]
-        pad.change(draw.classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
-                   trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
-                   concurrency_id="classify")
+        pad.change(None, [pad, label, view], [label, view], js=LIVE_EVENT_JS, show_progress="hidden",
+                   api_visibility="private", trigger_mode="multiple")   # in the page: no request
+        pad.input(draw.classify_strokes, [pad, model_key], [label, view], api_name="classify_strokes",
+                  trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
+                  concurrency_id="classify")   # the server's answer: the API, and the page's fallback
         pad.release(draw.explain_strokes, [pad, model_key, show_why], why, api_name="explain_strokes",
                     trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                     concurrency_id="explain")
@@ -223,11 +234,13 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         show_why.change(lambda on: gr.update(visible=on), [show_why], [why_row], api_visibility="private"
                         ).then(draw.explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
                                concurrency_id="explain", api_visibility="private")
-        inspect_tab.select(draw.show_mistakes, [model_key], [gallery, mistakes_confusion, mistakes_msg], api_name="mistakes")
-        order.change(draw.show_mistakes, [model_key, order], [gallery, mistakes_confusion, mistakes_msg], api_visibility="private")
+        mistakes_out = [gallery, mistakes_confusion, mistakes_msg]
+        inspect_tab.select(draw.show_mistakes, [model_key], mistakes_out, api_name="mistakes")
+        order.change(draw.show_mistakes, [model_key, order], mistakes_out, api_visibility="private")
         gallery.select(draw.explain_mistake, [model_key, order], [m_heat, m_caption, m_look],
                        api_visibility="private", concurrency_id="explain")
         picker.input(draw.choose_model, [picker, model_key], [model_key, picker, model_msg], api_name="choose_model"
+                     ).then(None, [picker], None, js=CHOOSE_MODEL_JS, api_visibility="private"
                      ).then(draw.classify_strokes, [pad, model_key], [label, view], show_progress="hidden",
                             concurrency_id="classify", api_visibility="private"
                      ).then(draw.explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
@@ -237,6 +250,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             train_tab()
             demo.unload(tr.on_unload)
     demo.queue(max_size=max_queue)
+    demo.mnist_routes = [weights_route(registry)]   # served beside Gradio's own by launch() below
     return demo
 
 
@@ -288,7 +302,8 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
            allowed_hosts: list[str] | None = None, **kw):
     """Start the server with the app's CSS (Gradio 6 takes CSS at launch) and its bounds: Host check
     (localhost names when bound to loopback, else `allowed_hosts` if given), cross-site writes refused,
-    request bodies and uploads capped, no analytics, no run history, no monitoring endpoint."""
+    request bodies and uploads capped, no analytics, no run history, no monitoring endpoint; plus the
+    app's own routes (GET /mnist/weights: the chosen model's weights for the page's live label)."""
     host, port = hosting_address(host, port)
     if allowed_hosts:
         hosts = [*allowed_hosts, *LOOPBACK_NAMES]
@@ -297,7 +312,8 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
     guard = Middleware(Guard, allowed_hosts=hosts, body_limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT + 100_000)
     kw.setdefault("max_file_size", UPLOAD_LIMIT)
     return demo.launch(server_name=host, server_port=port, share=share, css=CSS + INSIGHT_CSS, run_history=False,
-                       enable_monitoring=False, app_kwargs={"middleware": [guard]}, **kw)
+                       enable_monitoring=False,
+                       app_kwargs={"middleware": [guard], "routes": list(getattr(demo, "mnist_routes", []))}, **kw)
 
 
 if __name__ == "__main__":

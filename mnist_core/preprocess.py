@@ -81,9 +81,11 @@ def check_image_file(path: str | os.PathLike) -> None:
         with Image.open(path) as im:
             w, h = im.size
     except Image.DecompressionBombError:   # PIL's own guard (over twice MAX_PIXELS), from the header too
-        raise PreprocessError(f"the image is too large; the limit is {MAX_SIDE} px a side and {MAX_PIXELS:,} pixels") from None
+        raise PreprocessError(f"the image is too large; the limit is {MAX_SIDE} px a side and "
+                              f"{MAX_PIXELS:,} pixels") from None
     except (OSError, ValueError):
-        raise PreprocessError("the drawing could not be read as an image (not an image file this app can read)") from None
+        raise PreprocessError("the drawing could not be read as an image "
+                              "(not an image file this app can read)") from None
     _check_size(h, w)
 
 
@@ -91,7 +93,8 @@ def _check_size(h: int, w: int) -> None:
     if h < 1 or w < 1:
         raise PreprocessError(f"the image has no pixels ({w}x{h})")
     if max(h, w) > MAX_SIDE or h * w > MAX_PIXELS:
-        raise PreprocessError(f"the image is too large ({w}x{h}); the limit is {MAX_SIDE} px a side and {MAX_PIXELS:,} pixels")
+        raise PreprocessError(f"the image is too large ({w}x{h}); the limit is {MAX_SIDE} px a side and "
+                              f"{MAX_PIXELS:,} pixels")
 
 
 def sketch_to_array(value) -> np.ndarray | None:
@@ -103,7 +106,7 @@ def sketch_to_array(value) -> np.ndarray | None:
         composite = value.get("composite")
         if composite is not None:
             return sketch_to_array(composite)
-        layers = [l for l in (value.get("layers") or []) if l is not None]
+        layers = [layer for layer in (value.get("layers") or []) if layer is not None]
         background = value.get("background")
         parts = ([background] if background is not None else []) + layers
         if not parts:
@@ -141,7 +144,8 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
-        raise PreprocessError(f"expected a grayscale, grayscale+alpha, RGB or RGBA image, got an array of shape {arr.shape}")
+        raise PreprocessError("expected a grayscale, grayscale+alpha, RGB or RGBA image, "
+                              f"got an array of shape {arr.shape}")
     _check_size(arr.shape[0], arr.shape[1])
     if arr.dtype == np.uint8:
         return arr
@@ -202,10 +206,8 @@ def _reduced(gray: Image.Image, k: int) -> np.ndarray:
 def _polarity_ink(gray: np.ndarray) -> np.ndarray:
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     bg = float(np.median(border))
-    if bg >= 128:   # dark ink on light paper
-        ink = (bg - gray) / max(bg, 1.0)
-    else:           # light ink on dark background
-        ink = (gray - bg) / max(255.0 - bg, 1.0)
+    # dark ink on light paper, else light ink on a dark background
+    ink = (bg - gray) / max(bg, 1.0) if bg >= 128 else (gray - bg) / max(255.0 - bg, 1.0)
     return np.clip(ink, 0.0, 1.0, out=ink)
 
 
@@ -246,8 +248,11 @@ def prepare(value) -> Prepared:
     """Any drawing (Sketchpad dict, PIL image, array, file path, bytes) -> what the network sees.
 
     Raises PreprocessError only for inputs that are not images at all; blank canvases, dots and
-    1-pixel images come back as Prepared(empty=True) with a reason.
+    1-pixel images come back as Prepared(empty=True) with a reason. A Prepared (strokes rendered by
+    raster.py) is already what the network sees and is returned as it is.
     """
+    if isinstance(value, Prepared):
+        return value
     arr = sketch_to_array(value)
     if arr is None:
         return Prepared(None, True, "nothing drawn")

@@ -73,9 +73,19 @@ class Label(gr.Label):
         return super().postprocess(value)
 
 
-def sketch_canvas(**kw) -> gr.HTML:
-    """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON
-    (front end: web/sketch.html, sketch.css, sketch.js; no JS build)."""
-    read = lambda name: (WEB / name).read_text(encoding="utf-8")  # noqa: E731
-    return gr.HTML(value="", html_template=read("sketch.html"), css_template=read("sketch.css"),
-                   js_on_load=read("sketch.js"), apply_default_css=False, **kw)
+def web_file(name: str) -> str:
+    return (WEB / name).read_text(encoding="utf-8")
+
+
+def sketch_canvas(model: str | None = None, **kw) -> gr.HTML:
+    """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON and
+    whose `model` prop is the chosen model's registry key (the page fetches that model's folded weights
+    and computes the live label itself). Front end: web/sketch.html, sketch.css, and mnistnet.js (the
+    page's network) + sketch.js as its js_on_load; no JS build."""
+    return gr.HTML(value="", html_template=web_file("sketch.html"), css_template=web_file("sketch.css"),
+                   js_on_load=web_file("mnistnet.js") + "\n" + web_file("sketch.js"), apply_default_css=False,
+                   model=model or "", **kw)
+
+
+LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page
+CHOOSE_MODEL_JS = web_file("choose_model.js")   # tells the page which model to load

@@ -10,6 +10,7 @@ image), /mistakes, choosing a model. Train: /train (a stream), /stop, run result
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import gradio as gr
@@ -19,11 +20,13 @@ from mnist_core.checkpoint import CheckpointError
 from mnist_core.data import DataError
 from mnist_core.export import ExportError
 from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
-from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
 from mnist_core.preprocess import PreprocessError
+from mnist_core.raster import prepare_strokes
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunError, RunStore, differing_settings
-from mnist_core.strokes import StrokeError, strokes_to_image
+from mnist_core.strokes import StrokeError
+
+from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
 from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate
@@ -47,7 +50,8 @@ class DrawHandlers:
             return EMPTY_MESSAGE, message_html(f"Cannot classify: {sketch}")
         if model_key is None:
             return EMPTY_MESSAGE, message_html(f"No model available. The shipped checkpoint {self.checkpoint} is "
-                                               "missing: train one in the Train tab or with `python -m mnist_core train`.")
+                                               "missing: train one in the Train tab or with "
+                                               "`python -m mnist_core train`.")
         try:
             predictor = self.registry.get(model_key)
             pred = predictor.predict(sketch)
@@ -65,12 +69,14 @@ class DrawHandlers:
             return None, f"Cannot explain: {exc}", ""
 
     def classify_strokes(self, value, model_key):
-        """/classify_strokes, what the canvas calls on every update while drawing: label, view."""
+        """/classify_strokes: strokes -> label, view; the same 28x28 image and numbers as the page's own
+        live label (mnist_core/raster.py is the twin of web/mnistnet.js). The page calls it until the
+        model's weights have arrived, and API clients at any time."""
         try:
-            image = strokes_to_image(value)
+            prepared = prepare_strokes(value)
         except StrokeError as exc:
             return EMPTY_MESSAGE, message_html(f"Cannot classify: {exc}.")
-        return self.classify(image, model_key)
+        return self.classify(prepared, model_key)
 
     def explain_strokes(self, value, model_key, show=True):
         """/explain_strokes, what the canvas calls when a drawing settles (pen lifted, undo, clear) and
@@ -83,10 +89,10 @@ class DrawHandlers:
         if not show:
             return heat_html(None), "", ""
         try:
-            image = strokes_to_image(value)
+            prepared = prepare_strokes(value)
         except StrokeError as exc:
             return heat_html(None), f"Cannot explain: {exc}.", ""
-        heat, caption, look = self.explain_drawing(image, model_key)
+        heat, caption, look = self.explain_drawing(prepared, model_key)
         return heat_html(heat), caption, look
 
     def show_mistakes(self, model_key, order=SORT_ORDERS[0]):
@@ -119,7 +125,8 @@ class DrawHandlers:
         try:
             predictor = self.registry.get(new_key)
         except CheckpointError as exc:
-            return current_key, gr.update(value=current_key), f"Could not load that model: {exc}. Still using the previous one."
+            return (current_key, gr.update(value=current_key),
+                    f"Could not load that model: {exc}. Still using the previous one.")
         return new_key, KEEP, f"Using {predictor.description}."
 
     def refresh_models(self, current_key):
@@ -169,8 +176,8 @@ class TrainHandlers:
             if u.checkpoint:
                 new_key, listed = f"runs/{u.checkpoint}", self.runs.choices()
                 picker = gr.update(choices=self.registry.choices(), value=current_key)
-                results = (gr.update(choices=listed, value=new_key),
-                           gr.update(choices=listed, value=[k for k in (compare_keys or []) if k != new_key] + [new_key]))
+                compared = [k for k in (compare_keys or []) if k != new_key] + [new_key]
+                results = (gr.update(choices=listed, value=new_key), gr.update(choices=listed, value=compared))
             status, table, loss, acc, curves = self.outputs(u, earlier)
             yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
                    gr.update(interactive=going), *results)
@@ -241,10 +248,8 @@ class TrainHandlers:
         """/compare: accuracy and loss charts of the chosen runs, and the settings in which they differ."""
         chosen = []
         for key in keys or []:
-            try:
+            with contextlib.suppress(RunError):     # deleted meanwhile: nothing to compare
                 chosen.append(self.runs.get(key))
-            except RunError:
-                pass
         acc, loss = compare_charts([(r.name, r.history) for r in chosen])
         columns, rows = differing_settings(chosen)
         return acc, loss, pd.DataFrame(rows, columns=columns)

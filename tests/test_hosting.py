@@ -140,13 +140,13 @@ def test_uploads_land_in_gradio_temp_dir_and_expire(hosted, tmp_path):
 def test_a_full_queue_answers_queue_is_full_then_recovers(synthetic_root, shipped_checkpoint, tmp_path, monkeypatch):
     """max_queue=2: with the 4 workers busy and 2 waiting, further requests are turned away at once."""
     gate = threading.Event()
-    real = handlers.strokes_to_image
+    real = handlers.prepare_strokes
 
     def slow(value):
         gate.wait(30)
         return real(value)
 
-    monkeypatch.setattr(handlers, "strokes_to_image", slow)
+    monkeypatch.setattr(handlers, "prepare_strokes", slow)
     blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
                             train_enabled=False, max_queue=2)
     port = free_port()

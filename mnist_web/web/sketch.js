@@ -1,15 +1,23 @@
 // The Draw tab's canvas: a gr.HTML custom component (Gradio runs this with `element`, `props`,
-// `trigger`). It sends strokes, not pictures: props.value = JSON {width, height, brush, strokes},
-// and Gradio fires `change` whenever props.value changes (the live label). When the drawing is
-// finished for now (pen lifted, undo, clear) it also fires `release`: the slower explanation
-// ("Show why") runs then, as its own event, so the live label never waits for it.
+// `trigger`, `watch`). Its value is the strokes, not a picture: props.value = JSON {width, height,
+// brush, strokes}.
+// The live answer is computed here, in the page (web/mnistnet.js, loaded before this file), with the
+// weights of the model chosen in the picker (props.model, a registry key; GET mnist/weights?key=...).
+// On every animation frame in which the drawing changed, props.value is set and Gradio fires `change`,
+// whose listener is JavaScript only (web/live_event.js): label, bars and 28x28 view, no request.
+// Until the weights have arrived, or if they are refused or the computation throws, the server
+// answers instead, as before: `input` (at most every 100 ms while drawing, and at pen-up) runs
+// /classify_strokes. When the drawing settles (pen up, undo, clear) and "Show why" is on, `release`
+// asks the server for the explanation, once per settled drawing.
 // Coordinates are in a fixed logical square (SIDE units) whatever size the canvas is shown at, so
 // the brush keeps its size relative to the square.
-const SIDE = 320;          // logical units of the square (the server renders at this size)
+const SIDE = 320;          // logical units of the square
 const BRUSH = 22;          // brush width in logical units
-const THROTTLE_MS = 100;   // while drawing, send at most every 100 ms (trailing edge) ...
+const THROTTLE_MS = 100;   // server fallback: while drawing, ask at most every 100 ms (trailing edge) ...
 const MIN_STEP = 1.0;      // ... and skip points closer than 1 unit to the previous one
 const MAX_STROKES = 200, MAX_POINTS = 19000;  // the server's bounds are 200 / 20,000
+const MARGIN = 0.5 * SIDE; // points are kept within half a square outside it (the server's bound)
+const WEIGHTS_URL = 'mnist/weights';
 
 const root = element.querySelector('.sketch');
 const canvas = element.querySelector('canvas');
@@ -19,14 +27,52 @@ const ctx = canvas.getContext('2d');
 let strokes = [];          // finished strokes: arrays of [x, y]
 let current = null;        // the stroke being drawn
 let pointerId = null;      // the one pointer that draws (a second finger is ignored)
-let timer = null, lastSent = 0, points = 0;
+let timer = null, lastSent = 0, points = 0, frame = null;
 
 const round1 = v => Math.round(v * 10) / 10;
+const bound = v => Math.min(Math.max(v, -MARGIN), SIDE + MARGIN);
 
 function toUnits(e) {
   const r = canvas.getBoundingClientRect();
-  return [round1((e.clientX - r.left) / r.width * SIDE), round1((e.clientY - r.top) / r.height * SIDE)];
+  return [round1(bound((e.clientX - r.left) / r.width * SIDE)), round1(bound((e.clientY - r.top) / r.height * SIDE))];
 }
+
+// ------------------------------------------------------------------ the page's own network
+// window.MnistLive: the state the `change` listener reads. net: the loaded network or null (server answers).
+const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
+root.dataset.live = 'server';
+
+function setMode(mode) { root.dataset.live = mode; }   // server | loading | page (for tests and the curious)
+
+async function loadModel(key) {
+  if (!key) { live.net = null; live.key = null; setMode('server'); return; }
+  if (live.net && live.key === key) return;
+  live.pending = key;
+  setMode('loading');
+  try {
+    const url = new URL(WEIGHTS_URL, document.baseURI);
+    url.searchParams.set('key', key);
+    const res = await fetch(url, { credentials: 'same-origin' });
+    if (!res.ok) throw new Error(`weights: HTTP ${res.status}`);
+    const net = window.MnistNet.loadNet(await res.json());
+    if (live.pending !== key) return;           // another model was chosen meanwhile
+    live.net = net; live.key = key; live.failures = 0;
+    setMode('page');
+    if (strokes.length || current) trigger('change');   // re-label the drawing with the new model at once
+  } catch (err) {
+    if (live.pending !== key) return;
+    live.net = null; live.key = null;
+    setMode('server');
+    console.warn('MNIST: the page computes no live label (the server answers instead):', err.message);
+    if (strokes.length || current) trigger('input');
+  }
+}
+live.fallback = () => {     // the listener could not compute: the server answers from now on, for this model
+  live.net = null; live.failures += 1; setMode('server'); trigger('input');
+};
+live.choose = key => loadModel(key);
+watch('model', () => loadModel(props.model));
+loadModel(props.model);
 
 function pen() {
   const k = canvas.width / SIDE;
@@ -76,25 +122,37 @@ function value() {
   return JSON.stringify({ width: SIDE, height: SIDE, brush: BRUSH, strokes: all });
 }
 
+// Sets the value (Gradio dispatches `change`: the page's own label); without the page's network, asks
+// the server too (`input`, after Gradio has the new value).
 function send() {
   clearTimeout(timer); timer = null;
   lastSent = performance.now();
   const v = value();
-  if (v !== props.value) props.value = v;   // Gradio dispatches `change` on a new value
+  if (v !== props.value) props.value = v;
+  if (!live.net) setTimeout(() => trigger('input'), 0);
 }
 
 function schedule() {
-  if (timer !== null) return;
-  timer = setTimeout(send, Math.max(0, THROTTLE_MS - (performance.now() - lastSent)));
+  if (!live.net) {                          // server fallback: throttled
+    if (timer === null) timer = setTimeout(send, Math.max(0, THROTTLE_MS - (performance.now() - lastSent)));
+    return;
+  }
+  if (frame === null) frame = requestAnimationFrame(() => { frame = null; send(); });   // page: every frame
 }
 
-// After props.value is set (Gradio has the new value), tell the app the drawing is settled.
-function settled() { setTimeout(() => trigger('release'), 0); }
+// After props.value is set (Gradio has the new value), tell the app the drawing is settled: the
+// explanation, when "Show why" is on (none is asked for when it is off).
+function settled() {
+  const why = document.querySelector('#show-why input');
+  if (why && !why.checked) return;
+  setTimeout(() => trigger('release'), 0);
+}
 
 function finish() {
   if (current === null) return;
   strokes.push(current);
   current = null; pointerId = null;
+  if (frame !== null) { cancelAnimationFrame(frame); frame = null; }
   updateTools();
   send();                                   // always once on pointer-up
   settled();

@@ -1,0 +1,229 @@
+// MnistNet: the page's own copy of the server's live answer, in plain JavaScript (no build, no
+// WebAssembly, nothing loaded from elsewhere). Two pure parts, each the twin of a Python function:
+//   prepareStrokes(drawing)  <->  mnist_core/raster.py strokes_to_mnist (the same arithmetic, float64)
+//   forward(net, image)      <->  mnist_core/fold.py forward (BatchNorm folded into the convolutions)
+// plus what the page shows with the result (the twins of mnist_web/views.py label_value and
+// prediction_html). Defined once per page as window.MnistNet; the Draw tab's canvas and the tests use it.
+(() => {
+  if (window.MnistNet) return;
+
+  const BOX = 20, FIELD = 28, CENTER = 14.0;               // mnist_core/preprocess.py
+  const MIN_EXTENT = 0.10, MIN_EXTENT_PX = 3, DEFAULT_SIDE = 320;
+  const EMPTY_MESSAGE = 'Draw a digit';                      // mnist_web/views.py
+  // name, input channels, output channels, kernel, ReLU after it, pool after it (mnist_core/fold.py LAYERS)
+  const LAYERS = [['conv1', 1, 8, 3, true, ''], ['conv2', 8, 16, 3, true, ''], ['trans', 16, 8, 1, false, 'max2'],
+    ['conv3', 8, 16, 3, true, ''], ['conv4', 16, 8, 3, true, ''], ['conv5', 8, 16, 3, true, ''],
+    ['conv6', 16, 16, 3, true, 'avg4'], ['head', 16, 10, 1, false, '']];
+  const FORMAT = 'mnist-folded-1';
+
+  // Python's round(): half to even.
+  function roundHalfEven(x) {
+    const f = Math.floor(x), d = x - f;
+    if (d > 0.5) return f + 1;
+    if (d < 0.5) return f;
+    return f % 2 === 0 ? f : f + 1;
+  }
+  const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+
+  // ------------------------------------------------------------------ strokes -> 28x28 (raster.py)
+  function segments(strokes) {
+    const segs = [];
+    for (const s of strokes) {
+      if (!s.length) continue;
+      if (s.length === 1) { segs.push([s[0][0], s[0][1], s[0][0], s[0][1]]); continue; }
+      for (let i = 1; i < s.length; i++) segs.push([s[i - 1][0], s[i - 1][1], s[i][0], s[i][1]]);
+    }
+    return segs;
+  }
+
+  function prepareStrokes(d) {
+    const W = d.width, H = d.height, r = d.brush / 2;
+    const strokes = (d.strokes || []).filter(s => s.length);
+    if (!strokes.length) return { empty: true, reason: 'nothing drawn', image: null };
+    const segs = segments(strokes);
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [ax, ay, bx, by] of segs) {
+      const lx = Math.max(Math.min(ax, bx) - r, 0), hx = Math.min(Math.max(ax, bx) + r, W);
+      const ly = Math.max(Math.min(ay, by) - r, 0), hy = Math.min(Math.max(ay, by) + r, H);
+      if (hx > lx && hy > ly) { x0 = Math.min(x0, lx); y0 = Math.min(y0, ly); x1 = Math.max(x1, hx); y1 = Math.max(y1, hy); }
+    }
+    if (x0 === Infinity) return { empty: true, reason: 'no ink found', image: null };
+    const bw = x1 - x0, bh = y1 - y0, longer = Math.max(bw, bh), side = Math.max(W, H);
+    if (longer < Math.max(MIN_EXTENT * side, MIN_EXTENT_PX * Math.max(1, side / DEFAULT_SIDE))) {
+      return { empty: true, reason: 'too small to be a digit', image: null };
+    }
+    const scale = BOX / longer;
+    const nw = Math.max(1, roundHalfEven(bw * scale)), nh = Math.max(1, roundHalfEven(bh * scale));
+    const small = new Float64Array(nw * nh);
+    let peak = 0;
+    for (let i = 0; i < nh; i++) {
+      const Y = y0 + (i + 0.5) * (bh / nh);
+      for (let j = 0; j < nw; j++) {
+        const X = x0 + (j + 0.5) * (bw / nw);
+        let best = Infinity;
+        for (const [ax, ay, bx, by] of segs) {
+          const dx = bx - ax, dy = by - ay, length2 = dx * dx + dy * dy;
+          const px = X - ax, py = Y - ay;
+          const t = length2 > 0 ? clip((px * dx + py * dy) / length2, 0, 1) : 0;
+          const ex = px - t * dx, ey = py - t * dy, e2 = ex * ex + ey * ey;
+          if (e2 < best) best = e2;
+        }
+        const inside = Math.min(Math.min(X, W - X), Math.min(Y, H - Y));
+        const v = clip(0.5 + (r - Math.sqrt(best)) * scale, 0, 1) * clip(0.5 + inside * scale, 0, 1);
+        small[i * nw + j] = v;
+        if (v > peak) peak = v;
+      }
+    }
+    if (!(peak > 0)) return { empty: true, reason: 'no ink found', image: null };
+    let mass = 0, my = 0, mx = 0;
+    for (let i = 0; i < nh; i++) {
+      for (let j = 0; j < nw; j++) {
+        const v = small[i * nw + j] / peak;
+        small[i * nw + j] = v; mass += v; my += v * i; mx += v * j;
+      }
+    }
+    const top = clip(roundHalfEven(CENTER - my / mass), 0, FIELD - nh);
+    const left = clip(roundHalfEven(CENTER - mx / mass), 0, FIELD - nw);
+    const image = new Float64Array(FIELD * FIELD);
+    for (let i = 0; i < nh; i++) for (let j = 0; j < nw; j++) image[(top + i) * FIELD + left + j] = small[i * nw + j];
+    return { empty: false, reason: '', image };
+  }
+
+  // ------------------------------------------------------------------ the network (fold.py)
+  function decode(b64) {
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return Float64Array.from(new Float32Array(bytes.buffer));
+  }
+
+  // The server's payload -> a network, or an Error when it is not this architecture (never computes nonsense).
+  function loadNet(data) {
+    if (!data || data.format !== FORMAT || !Array.isArray(data.layers) || data.layers.length !== LAYERS.length) {
+      throw new Error('not a folded network of this architecture');
+    }
+    const layers = data.layers.map((spec, n) => {
+      const [name, cin, cout, k, relu, pool] = LAYERS[n];
+      const w = decode(spec.weight), b = decode(spec.bias);
+      if (spec.name !== name || w.length !== cout * cin * k * k || b.length !== cout || !w.every(Number.isFinite)) {
+        throw new Error(`layer ${spec.name} has the wrong shape`);
+      }
+      return { name, cin, cout, k, relu, pool, w, b };
+    });
+    if (!(data.std > 0) || !Number.isFinite(data.mean)) throw new Error('bad normalization');
+    return { layers, mean: data.mean, std: data.std, key: data.key, description: data.description || '',
+             unsureBelow: data.unsure_below ?? 0.6 };
+  }
+
+  // Valid convolution: x [cin][h][w] (flat) -> [cout][h-k+1][w-k+1] plus bias.
+  function conv(x, cin, h, w, L) {
+    const { cout, k } = L, oh = h - k + 1, ow = w - k + 1, out = new Float64Array(cout * oh * ow);
+    for (let o = 0; o < cout; o++) {
+      const plane = o * oh * ow;
+      out.fill(L.b[o], plane, plane + oh * ow);
+      for (let c = 0; c < cin; c++) {
+        const src = c * h * w;
+        for (let dy = 0; dy < k; dy++) {
+          for (let dx = 0; dx < k; dx++) {
+            const wt = L.w[((o * cin + c) * k + dy) * k + dx];
+            if (wt === 0) continue;
+            for (let y = 0; y < oh; y++) {
+              const row = src + (y + dy) * w + dx, dst = plane + y * ow;
+              for (let xx = 0; xx < ow; xx++) out[dst + xx] += wt * x[row + xx];
+            }
+          }
+        }
+      }
+    }
+    return { x: out, h: oh, w: ow };
+  }
+
+  // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}
+  function forward(net, image) {
+    let x = new Float64Array(FIELD * FIELD), h = FIELD, w = FIELD, c = 1;
+    for (let i = 0; i < x.length; i++) x[i] = (image[i] - net.mean) / net.std;
+    const stages = [];
+    for (const L of net.layers) {
+      ({ x, h, w } = conv(x, c, h, w, L));
+      c = L.cout;
+      if (L.relu) for (let i = 0; i < x.length; i++) if (x[i] < 0) x[i] = 0;
+      if (L.pool === 'max2') {
+        const oh = h >> 1, ow = w >> 1, out = new Float64Array(c * oh * ow);
+        for (let ch = 0; ch < c; ch++) for (let y = 0; y < oh; y++) for (let xx = 0; xx < ow; xx++) {
+          const s = ch * h * w + 2 * y * w + 2 * xx;
+          out[(ch * oh + y) * ow + xx] = Math.max(x[s], x[s + 1], x[s + w], x[s + w + 1]);
+        }
+        x = out; h = oh; w = ow;
+      } else if (L.pool === 'avg4') {
+        const out = new Float64Array(c);
+        for (let ch = 0; ch < c; ch++) { let s = 0; for (let i = 0; i < h * w; i++) s += x[ch * h * w + i]; out[ch] = s / (h * w); }
+        x = out; h = 1; w = 1;
+      }
+      stages.push({ name: L.name, channels: c, h, w, data: x });
+    }
+    let m = -Infinity;
+    for (const v of x) m = Math.max(m, v);
+    let z = 0;
+    for (const v of x) z += Math.exp(v - m);
+    const lse = m + Math.log(z);
+    const logprobs = Array.from(x, v => v - lse);
+    return { logprobs, probs: logprobs.map(Math.exp), stages };
+  }
+
+  // drawing -> the prediction the server would make (mnist_core/predict.py Prediction)
+  function predict(net, drawing) {
+    const p = prepareStrokes(drawing);
+    if (p.empty) return { ...p, probs: null, digit: null, confidence: 0, unsure: false };
+    const f = forward(net, p.image);
+    let digit = 0;
+    for (let d = 1; d < 10; d++) if (f.probs[d] > f.probs[digit]) digit = d;
+    const confidence = f.probs[digit];
+    return { ...p, probs: f.probs, logprobs: f.logprobs, stages: f.stages, digit, confidence,
+             unsure: confidence < net.unsureBelow };
+  }
+
+  // ------------------------------------------------------------------ what the page shows (views.py)
+  const esc = s => String(s).replace(/[&<>"']/g, ch => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#x27;' }[ch]));
+  const pct = (p, digits) => (p * 100).toFixed(digits) + '%';
+  const article = d => (d === 8 ? `an ${d}` : `a ${d}`);
+
+  // The gr.Label value as the front end holds it: headline, and the 10 confidences, highest first.
+  function labelValue(r) {
+    if (r.empty) return { label: EMPTY_MESSAGE };
+    const confidences = r.probs.map((p, d) => ({ label: String(d), confidence: p }))
+      .sort((a, b) => b.confidence - a.confidence);
+    return { label: r.unsure ? `${r.digit}?` : String(r.digit), confidences };
+  }
+
+  let pngCanvas = null;
+  function pngDataUri(image) {
+    pngCanvas = pngCanvas || Object.assign(document.createElement('canvas'), { width: FIELD, height: FIELD });
+    const ctx = pngCanvas.getContext('2d'), img = ctx.createImageData(FIELD, FIELD);
+    for (let i = 0; i < FIELD * FIELD; i++) {
+      const v = Math.floor(clip(image[i] * 255 + 0.5, 0, 255));
+      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+    return pngCanvas.toDataURL('image/png');
+  }
+
+  function predictionHtml(r, modelName) {
+    let headline, bars, view;
+    if (r.empty) {
+      headline = `<b>${EMPTY_MESSAGE}</b> <span class='muted'>(${esc(r.reason)})</span>`;
+      bars = ''; view = "<div class='mnist-view mnist-blank'></div>";
+    } else {
+      headline = r.unsure ? `<b>Not sure</b>: maybe ${article(r.digit)} (${pct(r.confidence, 0)})`
+        : `It's a <b>${r.digit}</b> (${pct(r.confidence, 1)})`;
+      const rows = r.probs.map((q, i) => `<div class='bar-row'><span>${i}</span><div class='bar'><div style='width:${(q * 100).toFixed(1)}%'></div></div>`
+        + `<span>${pct(q, 1)}</span></div>`).join('');
+      bars = `<div class='bars'>${rows}</div>`;
+      view = `<img class='mnist-view' alt='what the network sees' src='${pngDataUri(r.image)}'>`;
+    }
+    const model = modelName ? `<div class='muted'>model: ${esc(modelName)}</div>` : '';
+    return `<div class='prediction' data-empty='${r.empty}' data-unsure='${!!r.unsure}' data-source='page'>`
+      + `<div class='headline'>${headline}</div><div class='pred-body'>${bars}`
+      + `<figure>${view}<figcaption>what the network sees (28x28)</figcaption></figure></div>${model}</div>`;
+  }
+
+  window.MnistNet = { LAYERS, roundHalfEven, prepareStrokes, loadNet, forward, predict, labelValue, predictionHtml };
+})();

@@ -1,0 +1,71 @@
+"""GET /mnist/weights?key=K: the chosen model's folded weights for the page's own forward pass.
+
+The key is the model picker's (ModelRegistry keys: "shipped", "runs/<file>.pt"), never a path; an
+unknown or unreadable key gets the picker's message with 404. The body is fold.payload (about 40 KB of
+JSON) plus what the page shows with it (the model's description, the "not sure" threshold), bounded
+by MAX_BYTES; an ETag (a hash of the body) and `Cache-Control: no-cache` let the browser keep it and
+revalidate with one cheap 304.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import weakref
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mnist_core.checkpoint import CheckpointError
+from mnist_core.fold import payload
+from mnist_core.predict import UNSURE_BELOW, Predictor
+from mnist_core.registry import ModelRegistry
+
+PATH = "/mnist/weights"
+MAX_BYTES = 100_000
+MAX_KEY_CHARS = 300
+
+
+def weights_body(predictor: Predictor, key: str) -> bytes:
+    data = payload(predictor.model, {"mean": predictor.mean, "std": predictor.std})
+    data.update(key=key, description=predictor.description, unsure_below=UNSURE_BELOW)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+class WeightsEndpoint:
+    """The route's handler; bodies are cached per loaded model (the registry reloads a changed file)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._bodies: weakref.WeakKeyDictionary[Predictor, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def body(self, key: str) -> tuple[str, bytes]:
+        predictor = self.registry.get(key)
+        with self._lock:
+            hit = self._bodies.get(predictor)
+            if hit is None:
+                body = weights_body(predictor, key)
+                hit = self._bodies[predictor] = (f'"{hashlib.sha256(body).hexdigest()[:20]}"', body)
+        return hit
+
+    def handle(self, request: Request) -> Response:     # sync: Starlette runs it in its thread pool
+        key = request.query_params.get("key", "")
+        if not key or len(key) > MAX_KEY_CHARS or key not in self.registry.paths():
+            shown = key if len(key) <= 80 else key[:80] + "..."
+            return JSONResponse({"error": f"No model called {shown!r}: pick one from the list."}, status_code=404)
+        try:
+            etag, body = self.body(key)
+        except CheckpointError as exc:
+            return JSONResponse({"error": f"Could not load that model: {exc}."}, status_code=404)
+        if len(body) > MAX_BYTES:
+            return JSONResponse({"error": "the model's weights are over the page's size limit"}, status_code=413)
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+
+def weights_route(registry: ModelRegistry) -> Route:
+    return Route(PATH, WeightsEndpoint(registry).handle, methods=["GET"])
