@@ -159,9 +159,14 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
                         api_name="show_run", show_progress="hidden")
         if onnx_missing is None:
-            run_pick.change(tr.clear_onnx, None, [onnx_btn], api_visibility="private", show_progress="hidden").then(
+            # A new pick first cancels the export of the previous one (whose file must never reach the
+            # button), then clears the button until this run's file is ready (~6 s once per run, in a
+            # process of its own; one export at a time).
+            exporting = run_pick.change(tr.clear_onnx, None, [onnx_btn], api_visibility="private",
+                                        show_progress="hidden").then(
                 tr.onnx_file, [run_pick], [onnx_btn], api_name="export_onnx", show_progress="hidden",
-                concurrency_limit=1, trigger_mode="always_last")   # ~4 s of CPU each (once per run): one at a time
+                concurrency_limit=1, trigger_mode="always_last")
+            run_pick.change(None, None, None, cancels=[exporting], api_visibility="private")
         refresh_btn.click(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private")
         demo.load(tr.refresh_runs, [run_pick, compare_pick], [run_pick, compare_pick], api_visibility="private",
                   show_progress="hidden")  # the lists as they are now, not as they were when the server started

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -81,3 +83,21 @@ def export_onnx(ckpt: dict, out: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def export_onnx_file(checkpoint: str | os.PathLike, out: str | os.PathLike, timeout: float = 300) -> Path:
+    """export_onnx in a process of its own (`python -m mnist_core export`): torch's exporter traces the
+    model with global state of its own (dynamo), which must not meet the training runs and inference of
+    a server's other threads; a crash or a hang of the exporter stays in that process too."""
+    if (why := missing_exporter()) is not None:
+        raise ExportError(why)
+    cmd = [sys.executable, "-m", "mnist_core", "export", "--checkpoint", str(checkpoint), "--out", str(out)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"the ONNX export took longer than {timeout:.0f} s") from None
+    if res.returncode != 0:
+        lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+        raise ExportError(lines[-1].removeprefix("error: ") if lines else f"the exporter failed ({res.returncode})")
+    return Path(out)

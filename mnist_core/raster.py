@@ -5,12 +5,16 @@ This is one of two implementations of the same arithmetic; the other is the page
 order, so the page and the server (`/classify_strokes`) give the same 28x28 image, within float
 rounding. The README ("How a drawing becomes an MNIST digit") states the steps; in short:
 
-1. Ink box: the union, clipped to the canvas, of each segment's box widened by the brush radius r
-   (a one-point stroke is a dot). No stroke: "nothing drawn"; nothing inside the canvas: "no ink found".
+1. Ink box: each segment (a one-point stroke is a dot) is first cut to the canvas widened by the brush
+   radius r (Liang-Barsky: the part of it that can put ink inside); the box of what is left, widened
+   by r and cut to the canvas, united over the segments. No stroke: "nothing drawn"; nothing inside
+   the canvas: "no ink found".
 2. Too small: if the box's longer side is under max(10% of the canvas's longer side, 3 px of the
    320-unit canvas), it is a dot or a tap: "too small to be a digit".
 3. Scale: the longer side becomes BOX = 20 px (s = 20 / longer side, px per canvas unit); the box is
-   nw x nh px, nw = round(width * s), nh = round(height * s) (round half to even, as Python).
+   nw x nh px, nw = round(width * s), nh = round(height * s). Every rounding here is half up with a
+   1e-7 tolerance (`nearest`): a symmetric drawing puts its centre of mass exactly on a half pixel, and
+   two languages must not round that tie differently because their sums differ in the last bit.
 4. Ink of each of those pixels: the distance d (canvas units) from the pixel's centre to the nearest
    segment gives coverage clamp(0.5 + (r - d) * s, 0, 1), i.e. the stroke's edge anti-aliased over one
    output pixel; ink outside the canvas is cut the same way (clamp(0.5 + (distance inside) * s, 0, 1)).
@@ -25,6 +29,12 @@ from .preprocess import BOX, CENTER, FIELD, MIN_EXTENT, MIN_EXTENT_PX, Prepared
 from .strokes import DEFAULT_SIDE, Strokes, parse_strokes
 
 SEGMENT_CHUNK = 4096      # segments per distance pass: bounded memory for the largest allowed drawing
+TIE = 1e-7                # nearest(): x.5 - TIE .. x.5 round up, whatever the last bits of a sum
+
+
+def nearest(x: float) -> int:
+    """Round half up, ties within TIE included (the page's JavaScript does the same)."""
+    return int(np.floor(x + 0.5 + TIE))
 
 
 def segments(s: Strokes) -> np.ndarray:
@@ -36,14 +46,31 @@ def segments(s: Strokes) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 4))
 
 
+def clip_segments(segs: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Liang-Barsky: each segment cut to the rectangle; (cut segments, which ones touch it)."""
+    ax, ay, bx, by = segs.T
+    dx, dy = bx - ax, by - ay
+    t0, t1 = np.zeros(len(segs)), np.ones(len(segs))
+    ok = np.ones(len(segs), bool)
+    for p, q in ((-dx, ax - x0), (dx, x1 - ax), (-dy, ay - y0), (dy, y1 - ay)):
+        zero = p == 0
+        ok &= ~(zero & (q < 0))
+        t = np.where(zero, 0.0, q / np.where(zero, 1.0, p))
+        t0 = np.where(p < 0, np.maximum(t0, t), t0)
+        t1 = np.where(p > 0, np.minimum(t1, t), t1)
+    ok &= t0 <= t1
+    return np.stack([ax + t0 * dx, ay + t0 * dy, ax + t1 * dx, ay + t1 * dy], 1), ok
+
+
 def ink_box(s: Strokes, segs: np.ndarray) -> tuple[float, float, float, float] | None:
-    """(x0, y0, x1, y1) in canvas units: each segment's box widened by r, clipped to the canvas, united."""
+    """(x0, y0, x1, y1) in canvas units, as step 1 of the module's docstring says."""
     r = s.brush / 2
-    lo_x = np.maximum(np.minimum(segs[:, 0], segs[:, 2]) - r, 0.0)
-    hi_x = np.minimum(np.maximum(segs[:, 0], segs[:, 2]) + r, float(s.width))
-    lo_y = np.maximum(np.minimum(segs[:, 1], segs[:, 3]) - r, 0.0)
-    hi_y = np.minimum(np.maximum(segs[:, 1], segs[:, 3]) + r, float(s.height))
-    keep = (hi_x > lo_x) & (hi_y > lo_y)
+    cut, keep = clip_segments(segs, -r, -r, s.width + r, s.height + r)
+    lo_x = np.maximum(np.minimum(cut[:, 0], cut[:, 2]) - r, 0.0)
+    hi_x = np.minimum(np.maximum(cut[:, 0], cut[:, 2]) + r, float(s.width))
+    lo_y = np.maximum(np.minimum(cut[:, 1], cut[:, 3]) - r, 0.0)
+    hi_y = np.minimum(np.maximum(cut[:, 1], cut[:, 3]) + r, float(s.height))
+    keep &= (hi_x > lo_x) & (hi_y > lo_y)
     if not keep.any():
         return None
     return float(lo_x[keep].min()), float(lo_y[keep].min()), float(hi_x[keep].max()), float(hi_y[keep].max())
@@ -86,7 +113,7 @@ def strokes_to_mnist(s: Strokes) -> Prepared:
     if longer < min_extent(s):
         return Prepared(None, True, "too small to be a digit")
     scale = BOX / longer
-    nw, nh = max(1, round(bw * scale)), max(1, round(bh * scale))
+    nw, nh = max(1, nearest(bw * scale)), max(1, nearest(bh * scale))
     jj, ii = np.meshgrid(np.arange(nw, dtype=np.float64), np.arange(nh, dtype=np.float64))
     xs = x0 + (jj.ravel() + 0.5) * (bw / nw)
     ys = y0 + (ii.ravel() + 0.5) * (bh / nh)
@@ -98,8 +125,8 @@ def strokes_to_mnist(s: Strokes) -> Prepared:
     mass = float(small.sum())
     cy = float((small.sum(1) * np.arange(nh)).sum()) / mass
     cx = float((small.sum(0) * np.arange(nw)).sum()) / mass
-    top = int(np.clip(round(CENTER - cy), 0, FIELD - nh))
-    left = int(np.clip(round(CENTER - cx), 0, FIELD - nw))
+    top = int(np.clip(nearest(CENTER - cy), 0, FIELD - nh))
+    left = int(np.clip(nearest(CENTER - cx), 0, FIELD - nw))
     out = np.zeros((FIELD, FIELD), np.float32)
     out[top:top + nh, left:left + nw] = small
     return Prepared(out, False)

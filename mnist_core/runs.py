@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, describe, load_checkpoint
 from .config import MNIST_TRAIN_SIZE, TrainConfig
-from .export import export_onnx
+from .export import export_onnx_file
 
 SHIPPED_KEY = "shipped"   # the same key as registry.SHIPPED_KEY
 # Settings shown in the comparison table, in this order, with their UI names.
@@ -126,7 +126,7 @@ class RunStore:
         out = out.with_name(out.name + ".onnx")
         if out.is_file() and out.stat().st_mtime_ns >= info.path.stat().st_mtime_ns:
             return out
-        return export_onnx(load_checkpoint(info.path), out)
+        return export_onnx_file(info.path, out)
 
     def delete(self, key) -> str:
         """Delete a run from the runs folder; the shipped model and unknown keys are refused."""

@@ -39,7 +39,7 @@ class Strokes:
     width: int
     height: int
     brush: float
-    strokes: tuple[np.ndarray, ...]   # each (n, 2) float32, n >= 1
+    strokes: tuple[np.ndarray, ...]   # each (n, 2) float64 (the JSON numbers exactly), n >= 1
 
     @property
     def points(self) -> int:
@@ -109,7 +109,7 @@ def parse_strokes(payload) -> Strokes:
     for s in raw:
         if not s:
             continue  # an empty stroke draws nothing
-        pts = np.empty((len(s), 2), np.float32)
+        pts = np.empty((len(s), 2), np.float64)
         for i, p in enumerate(s):
             if not isinstance(p, (list, tuple)) or len(p) != 2:
                 raise StrokeError("each point must be [x, y]")

@@ -16,13 +16,9 @@
     ['conv6', 16, 16, 3, true, 'avg4'], ['head', 16, 10, 1, false, '']];
   const FORMAT = 'mnist-folded-1';
 
-  // Python's round(): half to even.
-  function roundHalfEven(x) {
-    const f = Math.floor(x), d = x - f;
-    if (d > 0.5) return f + 1;
-    if (d < 0.5) return f;
-    return f % 2 === 0 ? f : f + 1;
-  }
+  // raster.py nearest(): half up, ties within TIE included (sums may differ from numpy's in the last bit).
+  const TIE = 1e-7;
+  const nearest = x => Math.floor(x + 0.5 + TIE);
   const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
 
   // ------------------------------------------------------------------ strokes -> 28x28 (raster.py)
@@ -36,13 +32,29 @@
     return segs;
   }
 
+  // Liang-Barsky, as raster.py clip_segments: the segment cut to the rectangle, or null.
+  function clipSegment([ax, ay, bx, by], rx0, ry0, rx1, ry1) {
+    const dx = bx - ax, dy = by - ay;
+    let t0 = 0, t1 = 1;
+    for (const [p, q] of [[-dx, ax - rx0], [dx, rx1 - ax], [-dy, ay - ry0], [dy, ry1 - ay]]) {
+      if (p === 0) { if (q < 0) return null; continue; }
+      const t = q / p;
+      if (p < 0) t0 = Math.max(t0, t); else t1 = Math.min(t1, t);
+    }
+    if (!(t0 <= t1)) return null;
+    return [ax + t0 * dx, ay + t0 * dy, ax + t1 * dx, ay + t1 * dy];
+  }
+
   function prepareStrokes(d) {
     const W = d.width, H = d.height, r = d.brush / 2;
     const strokes = (d.strokes || []).filter(s => s.length);
     if (!strokes.length) return { empty: true, reason: 'nothing drawn', image: null };
     const segs = segments(strokes);
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    for (const [ax, ay, bx, by] of segs) {
+    for (const seg of segs) {
+      const c = clipSegment(seg, -r, -r, W + r, H + r);
+      if (!c) continue;
+      const [ax, ay, bx, by] = c;
       const lx = Math.max(Math.min(ax, bx) - r, 0), hx = Math.min(Math.max(ax, bx) + r, W);
       const ly = Math.max(Math.min(ay, by) - r, 0), hy = Math.min(Math.max(ay, by) + r, H);
       if (hx > lx && hy > ly) { x0 = Math.min(x0, lx); y0 = Math.min(y0, ly); x1 = Math.max(x1, hx); y1 = Math.max(y1, hy); }
@@ -53,7 +65,7 @@
       return { empty: true, reason: 'too small to be a digit', image: null };
     }
     const scale = BOX / longer;
-    const nw = Math.max(1, roundHalfEven(bw * scale)), nh = Math.max(1, roundHalfEven(bh * scale));
+    const nw = Math.max(1, nearest(bw * scale)), nh = Math.max(1, nearest(bh * scale));
     const small = new Float64Array(nw * nh);
     let peak = 0;
     for (let i = 0; i < nh; i++) {
@@ -82,8 +94,8 @@
         small[i * nw + j] = v; mass += v; my += v * i; mx += v * j;
       }
     }
-    const top = clip(roundHalfEven(CENTER - my / mass), 0, FIELD - nh);
-    const left = clip(roundHalfEven(CENTER - mx / mass), 0, FIELD - nw);
+    const top = clip(nearest(CENTER - my / mass), 0, FIELD - nh);
+    const left = clip(nearest(CENTER - mx / mass), 0, FIELD - nw);
     const image = new Float64Array(FIELD * FIELD);
     for (let i = 0; i < nh; i++) for (let j = 0; j < nw; j++) image[(top + i) * FIELD + left + j] = small[i * nw + j];
     return { empty: false, reason: '', image };
@@ -225,5 +237,5 @@
       + `<figure>${view}<figcaption>what the network sees (28x28)</figcaption></figure></div>${model}</div>`;
   }
 
-  window.MnistNet = { LAYERS, roundHalfEven, prepareStrokes, loadNet, forward, predict, labelValue, predictionHtml };
+  window.MnistNet = { LAYERS, nearest, prepareStrokes, loadNet, forward, predict, labelValue, predictionHtml };
 })();

@@ -46,7 +46,7 @@ function setMode(mode) { root.dataset.live = mode; }   // server | loading | pag
 
 async function loadModel(key) {
   if (!key) { live.net = null; live.key = null; setMode('server'); return; }
-  if (live.net && live.key === key) return;
+  if ((live.net && live.key === key) || live.pending === key) return;   // loaded, or on its way
   live.pending = key;
   setMode('loading');
   try {
@@ -56,11 +56,13 @@ async function loadModel(key) {
     if (!res.ok) throw new Error(`weights: HTTP ${res.status}`);
     const net = window.MnistNet.loadNet(await res.json());
     if (live.pending !== key) return;           // another model was chosen meanwhile
+    live.pending = null;
     live.net = net; live.key = key; live.failures = 0;
     setMode('page');
     if (strokes.length || current) trigger('change');   // re-label the drawing with the new model at once
   } catch (err) {
     if (live.pending !== key) return;
+    live.pending = null;
     live.net = null; live.key = null;
     setMode('server');
     console.warn('MNIST: the page computes no live label (the server answers instead):', err.message);
