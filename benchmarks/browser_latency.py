@@ -1,54 +1,59 @@
-"""Draw-tab latency in a real browser: the app's stroke canvas vs a gr.Sketchpad baseline, same run.
+"""Draw-tab latency in a real browser: the label computed in the page vs the server's live path, same run.
 
-Debian's Chromium (Playwright) draws the same digits with the mouse at a human pace (a pointer event
-every ~16 ms) in (a) the app and (b) a minimal app that uses gr.Sketchpad with the same handler (what
-the Draw tab was before). Printed per app:
+The app runs as its own process (python demo.py --no-train). Debian's Chromium (Playwright) draws real
+MNIST test digits as pen strokes (tests/mnist_strokes.py: skeletons of held-out test digits, traced)
+with the mouse at a human pace (a pointer event every ~16 ms), in two page modes:
 
-- mouse-up -> settled answer, p50 / p90 (ms): the last update of the prediction view after the pen
-  lifts (the view changes with every answer: it holds the 28x28 image the network saw);
-- answers per second while a stroke is drawn (a slow 1.6 s loop);
-- HTTP requests per answer while drawing;
-- files written to Gradio's temp dir by drawing.
+- page: as the app starts; the label, bars and 28x28 view come from the page's own network;
+- server: the same page with window.MNIST_SERVER_ONLY set, so every live update asks the server
+  (/classify_strokes at most every 100 ms and at pen-up), which is what the Draw tab did before;
 
-- mouse-up -> evidence heat map shown, p50 (ms; the app with "Show why" on).
+each with the server idle and with --crowd simulated people (default 50, `benchmarks/soak.py crowd`,
+a process of its own) drawing against the same server through its live path. Printed per case:
 
-The app is measured twice: as it starts ("Show why" on: the evidence and look-alikes are asked for
-when the drawing settles, as their own event beside the label) and with "Show why" off (the label
-alone).
+- pen-up -> settled label, p50 / p90 (ms): the last change of the prediction view after the pen lifts;
+- the share of drawings whose settled label is the digit drawn (a stale answer counts as wrong);
+- label updates per second while a stroke is drawn at one pointer move per animation frame (and the
+  moves per second the page got);
+- HTTP requests per drawing, while the pen moves / after it lifts ("Show why" on: the explanation);
+- the server's CPU time per drawing (user + system of its process, idle cases only);
+- pen-up -> evidence heat map shown, p50 (ms).
 
-    python benchmarks/browser_latency.py [--reps 5]
+    python benchmarks/browser_latency.py [--drawings 20] [--crowd 50]
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 
-import demo  # noqa: E402
-from mnist_core.registry import SHIPPED_KEY, ModelRegistry  # noqa: E402
-from mnist_web.components import Label  # noqa: E402
-from mnist_web.views import EMPTY_MESSAGE, label_value, message_html, prediction_html  # noqa: E402
-from tests.e2e.browser import DIGITS, circle, free_port, launch_browser  # noqa: E402
+from benchmarks.common import pct  # noqa: E402
+from mnist_core.data import load_mnist, resolve_data_dir  # noqa: E402
+from tests.e2e.browser import LABEL, launch_browser  # noqa: E402
+from tests.mnist_strokes import random_drawings  # noqa: E402
+from tests.server import Server  # noqa: E402
 
-# One entry per answer: the view's 28x28 image (a data URI) and headline change with every answer.
+# One entry per change of the view (its 28x28 image and headline change with every answer), and of
+# the evidence heat map.
 WATCH_VIEW_JS = """() => {
   window.__views = []; window.__heats = [];
-  const heat = document.querySelector('#saliency');   // the evidence heat map (app only)
-  if (heat) {
-    let lastHeat = '';
-    new MutationObserver(() => {
-      const img = heat.querySelector('img'), k = img ? img.src : '';
-      if (k && k !== lastHeat) { lastHeat = k; window.__heats.push(performance.now()); }
-    }).observe(heat, {childList: true, subtree: true, attributes: true});
-  }
+  const heat = document.querySelector('#saliency');
+  let lastHeat = '';
+  new MutationObserver(() => {
+    const img = heat.querySelector('img'), k = img ? img.src : '';
+    if (k && k !== lastHeat) { lastHeat = k; window.__heats.push(performance.now()); }
+  }).observe(heat, {childList: true, subtree: true, attributes: true});
   const el = document.querySelector('#view');
   const key = () => { const img = el.querySelector('img'); const h = el.querySelector('.headline');
                       return (img ? img.src : '') + '|' + (h ? h.textContent : ''); };
@@ -60,41 +65,35 @@ WATCH_VIEW_JS = """() => {
 }"""
 
 
-def baseline_app() -> gr.Blocks:
-    """The Draw tab as it was: gr.Sketchpad (PNG export + upload per stroke) and the same handler."""
-    registry = ModelRegistry(demo.SHIPPED_CHECKPOINT, ROOT / "checkpoints" / "runs")
-
-    def classify(sketch):
-        predictor = registry.get(SHIPPED_KEY)
-        if sketch is None:
-            return EMPTY_MESSAGE, message_html("nothing drawn")
-        pred = predictor.predict(sketch)
-        return label_value(pred), prediction_html(pred, predictor.description)
-
-    with gr.Blocks() as app:
-        pad = gr.Sketchpad(canvas_size=(320, 320), image_mode="RGBA", type="numpy", format="png", layers=False,
-                           transforms=(), brush=gr.Brush(default_size=11, colors=["#000000"], color_mode="fixed"),
-                           elem_id="sketchpad")
-        label = Label(value=EMPTY_MESSAGE, elem_id="label")
-        view = gr.HTML("", elem_id="view")
-        pad.change(classify, pad, [label, view], trigger_mode="always_last", show_progress="hidden")
-    return app
-
-
-def square(pg, which: str):
-    """Screen box of the drawing square: the stroke canvas is the square; the sketchpad's canvas is
-    wider than the square it shows."""
-    box = pg.locator("#sketchpad canvas").first.bounding_box()
-    if which == "app":
-        return box["x"], box["y"], box["width"]
-    side = min(box["width"], box["height"]) * 0.8
-    return box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2, side
+# Label updates per second at 60 Hz input: one pointer move per animation frame, dispatched in the page
+# (Playwright's own mouse moves arrive at ~30 per second on this machine, below the frame rate).
+RATE_JS = """async (n) => {
+  const c = document.querySelector('#sketchpad canvas'), r = c.getBoundingClientRect();
+  const at = (i) => [r.left + r.width * (0.5 + 0.3 * Math.sin(2 * Math.PI * i / n)),
+                     r.top + r.height * (0.5 - 0.35 * Math.cos(2 * Math.PI * i / n))];
+  const ev = (type, i) => { const [x, y] = at(i);
+    c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'mouse', button: 0, buttons: 1,
+                                           clientX: x, clientY: y, bubbles: true, cancelable: true})); };
+  const n0 = window.__views.length;
+  ev('pointerdown', 0);
+  const t0 = performance.now();
+  for (let i = 1; i <= n; i++) { await new Promise(requestAnimationFrame); ev('pointermove', i); }
+  await new Promise(requestAnimationFrame);
+  const t1 = performance.now(), updates = window.__views.filter(t => t > t0 && t <= t1).length;
+  ev('pointerup', n);
+  return [updates / ((t1 - t0) / 1000), n / ((t1 - t0) / 1000)];
+}"""
 
 
-def human_stroke(pg, pts, box, per_segment_ms: float):
-    """Mouse down, move through pts at ~60 Hz (per_segment_ms per segment), return performance.now() at up."""
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def human_stroke(pg, pts, box, per_segment_ms: float) -> float:
+    """Mouse down, move through pts (canvas units 0..320) at ~60 Hz; returns performance.now() at up."""
     x0, y0, side = box
-    scr = [(x0 + x * side, y0 + y * side) for x, y in pts]
+    scr = [(x0 + x / 320 * side, y0 + y / 320 * side) for x, y in pts]
     pg.mouse.move(*scr[0])
     pg.mouse.down()
     for a, b in itertools.pairwise(scr):
@@ -106,119 +105,129 @@ def human_stroke(pg, pts, box, per_segment_ms: float):
     return pg.evaluate("performance.now()")
 
 
-def settle(pg, n0: int, quiet_ms: float = 1500, timeout_s: float = 15) -> None:
-    """Wait until the view has answered (more than n0 answers so far) and then not changed for quiet_ms."""
+def settle(pg, n0: int, quiet_ms: float = 1200, timeout_s: float = 15) -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if pg.evaluate(f"window.__views.length > {n0} && "
                        f"performance.now() - window.__views[window.__views.length - 1] > {quiet_ms}"):
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
-def clear(pg, which: str):
-    """Clear the canvas and wait for the empty answer (or 3 s)."""
+def clear(pg) -> None:
     n0 = pg.evaluate("window.__views.length")
     pg.click("#sketchpad button[aria-label='Clear canvas']")
-    if which != "app":
-        select_brush(pg)
-    settle(pg, n0, 800, timeout_s=3)
+    settle(pg, n0, 600, timeout_s=5)
 
 
-def select_brush(pg):
-    """gr.Sketchpad starts (and restarts after Clear) with no tool selected: pick the brush."""
-    pg.wait_for_function("""() => { const b = document.querySelector('#sketchpad button[aria-label="Brush"]');
-        if (b) b.click();
-        return !document.querySelector('#sketchpad').innerText.includes('select the draw tool'); }""",
-                         polling=200, timeout=15_000)
-
-
-def measure(pg, which: str, reps: int, cache: Path) -> dict:
-    requests: list[float] = []
-    pg.on("request", lambda r: requests.append(time.time()) if "/gradio_api/" in r.url else None)
+def measure(pg, url: str, drawings, labels, pid: int | None) -> dict:
+    requests: list[tuple[float, str]] = []
+    pg.on("request", lambda r: requests.append((time.time(), r.url)) if r.url.startswith(url) else None)
     pg.evaluate(WATCH_VIEW_JS)
-    files0 = sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
-    latencies, rates, per_answer, explained = [], [], [], []
-    before_up = 0
-    for _rep in range(reps):
-        for _digit, strokes in DIGITS.items():
-            box = square(pg, which)
-            n_req0, n_view0 = len(requests), pg.evaluate("window.__views.length")
-            n_heat0 = pg.evaluate("window.__heats.length")
-            t_up = None
-            for s in strokes:
-                t_up = human_stroke(pg, s, box, per_segment_ms=120)
-            settle(pg, n_view0)
-            views = pg.evaluate("window.__views")[n_view0:]
-            after = [v for v in views if v >= t_up]
-            # settled = the last answer after the pen lifted; none after it = the answer to the whole
-            # drawing had already arrived while drawing (0 ms; only a live canvas can do that)
-            latencies.append(after[-1] - t_up if after else (0.0 if views else float("nan")))
-            before_up += 0 if after or not views else 1
-            heats = [h for h in pg.evaluate("window.__heats")[n_heat0:] if h >= t_up]
-            if heats:
-                explained.append(heats[-1] - t_up)
-            answers = len(views)
-            per_answer.append((len(requests) - n_req0) / max(1, answers))
-            clear(pg, which)
-        # a slow loop (~1.6 s of drawing): answers per second while the button is down
-        box = square(pg, which)
-        n0 = pg.evaluate("window.__views.length")
-        t0 = pg.evaluate("performance.now()")
-        t_up = human_stroke(pg, circle(0.5, 0.5, 0.3, 0.35, n=24), box, per_segment_ms=64)
-        during = [t for t in pg.evaluate("window.__views")[n0:] if t <= t_up]
-        rates.append(len(during) / ((t_up - t0) / 1000))
-        settle(pg, n0)
-        clear(pg, which)
-    files = (sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0) - files0
-    lat = sorted(x for x in latencies if x == x)
-    return {"p50": statistics.median(lat), "p90": lat[int(0.9 * (len(lat) - 1))], "n": len(lat),
-            "missing": len(latencies) - len(lat), "rate": statistics.mean(rates),
-            "requests_per_answer": statistics.mean(per_answer), "files": files, "before_up": before_up,
-            "explained_p50": statistics.median(explained) if explained else float("nan")}
+    b = pg.locator("#sketchpad canvas").first.bounding_box()
+    box = (b["x"], b["y"], b["width"])
+    # warm-up: draw until the look-alikes show (the model's one-time feature pass is done)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        human_stroke(pg, drawings[0]["strokes"][0], box, per_segment_ms=48)
+        pg.wait_for_timeout(1500)
+        done = pg.locator("#lookalikes img").count() > 0
+        clear(pg)
+        if done:
+            break
+        pg.wait_for_timeout(3000)
+    latencies, explained, rates, during, after, right = [], [], [], [], [], 0
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    for d, y in zip(drawings, labels, strict=True):
+        n_view0, n_heat0 = pg.evaluate("window.__views.length"), pg.evaluate("window.__heats.length")
+        n_req0, t_up, pen_down = len(requests), None, []      # (down, up) wall times of each stroke
+        for s in d["strokes"]:
+            t_down_wall = time.time()
+            t_up = human_stroke(pg, s, box, per_segment_ms=48)
+            pen_down.append((t_down_wall, time.time()))
+        t_up_wall = pen_down[-1][1]
+        while_drawing = [u for t, u in requests[n_req0:] if any(lo <= t <= hi for lo, hi in pen_down)]
+        settle(pg, n_view0)
+        views = pg.evaluate("window.__views")[n_view0:]
+        last_stroke = [v for v in views if v >= t_up]
+        latencies.append(last_stroke[-1] - t_up if last_stroke else 0.0)
+        heats = [h for h in pg.evaluate("window.__heats")[n_heat0:] if h >= t_up]
+        if heats:
+            explained.append(heats[-1] - t_up)
+        during.append(len(while_drawing))
+        after.append(len([1 for t, _ in requests[n_req0:] if t > t_up_wall]))
+        right += pg.inner_text(LABEL).strip() == str(int(y))
+        clear(pg)
+    cpu = (cpu_seconds(pid) - cpu0) / len(drawings) if pid else float("nan")
+    # a loop drawn at one pointer move per frame (~1.6 s): label updates per second while the pen is down
+    moves = []
+    for _ in range(3):
+        rate, move_rate = pg.evaluate(RATE_JS, 96)
+        rates.append(rate)
+        moves.append(move_rate)
+        settle(pg, 0, 600, timeout_s=5)
+        clear(pg)
+    return {"p50": pct(latencies, 50), "p90": pct(latencies, 90), "right": 100.0 * right / len(drawings),
+            "rate": statistics.mean(rates), "moves": statistics.mean(moves),
+            "during": statistics.mean(during), "after": statistics.mean(after),
+            "cpu_ms": 1000 * cpu, "explained_p50": pct(explained, 50) if explained else float("nan"),
+            "n": len(drawings)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=5, help="repetitions of the three digits per app")
+    p.add_argument("--drawings", type=int, default=20, help="real test digits drawn per case")
+    p.add_argument("--crowd", type=int, default=50, help="simulated people drawing through the server meanwhile")
+    p.add_argument("--data-dir", default=None)
     a = p.parse_args()
-    import gradio.processing_utils
     from playwright.sync_api import sync_playwright
-    cache = Path(gradio.processing_utils.get_upload_folder())   # GRADIO_TEMP_DIR
-    apps = {"app": demo.build_app(train_enabled=False), "app, Show why off": demo.build_app(train_enabled=False),
-            "baseline (gr.Sketchpad)": baseline_app()}
-    urls = {}
-    for name, app in apps.items():
-        port = free_port()
-        demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
-        urls[name] = f"http://127.0.0.1:{port}/"
+
+    _, test = load_mnist(resolve_data_dir(a.data_dir), download=False)
+    idx = np.random.default_rng(7).choice(len(test), a.drawings, replace=False)   # not the tests' 600
+    labels = test.labels[idx].numpy()
+    drawings = random_drawings(test.images[idx].numpy(), seed=7)
+    server = Server(Path(tempfile.mkdtemp(prefix="mnist-latency-")), "--no-train")
     results = {}
-    with sync_playwright() as pw:
-        browser = launch_browser(pw)
-        for name, url in urls.items():
-            pg = browser.new_page(viewport={"width": 1280, "height": 1000})
-            pg.goto(url)
-            pg.wait_for_selector("#sketchpad canvas")
-            if name.startswith("baseline"):
-                select_brush(pg)
-            if name == "app, Show why off":   # the label alone, without the evidence and look-alikes
-                pg.click("#show-why input")
-                pg.wait_for_selector("#why", state="hidden")
-            results[name] = measure(pg, "baseline" if name.startswith("baseline") else "app", a.reps, cache)
-            pg.close()
-        browser.close()
-    for app in apps.values():
-        app.close()
-    print(f"{'':26} {'p50 ms':>8} {'p90 ms':>8} {'answers/s drawing':>18} {'requests/answer':>16} {'temp files':>11} "
-          f"{'evidence p50 ms':>16}")
-    for name, r in results.items():
-        missing = f", {r['missing']:d} without an answer" if r["missing"] else ""
-        print(f"{name:26} {r['p50']:8.0f} {r['p90']:8.0f} {r['rate']:18.1f} {r['requests_per_answer']:16.1f} "
-              f"{r['files']:11d} {r['explained_p50']:16.0f}"
-              f"   ({r['n']} drawings, {r['before_up']} settled before the pen lifted{missing})")
-    app, base = results["app"], results["baseline (gr.Sketchpad)"]
-    print(f"settled p50: {base['p50'] / max(app['p50'], 1):.1f}x faster than the baseline; p90 "
-          f"{base['p90'] / max(app['p90'], 1):.1f}x")
+    try:
+        with sync_playwright() as pw:
+            browser = launch_browser(pw)
+            for load in ("idle", f"{a.crowd} people drawing"):
+                crowd = None
+                if load != "idle":
+                    crowd = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "crowd", "--url",
+                                              server.url + "/", "--users", str(a.crowd), "--seconds", "100000"],
+                                             cwd=ROOT)
+                    time.sleep(15)                       # the crowd is connected and drawing
+                for mode in ("page", "server"):
+                    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+                    if mode == "server":
+                        ctx.add_init_script("window.MNIST_SERVER_ONLY = true;")
+                    pg = ctx.new_page()
+                    pg.goto(server.url + "/")
+                    pg.wait_for_selector("#sketchpad canvas")
+                    pg.wait_for_function(f"() => document.querySelector('#sketchpad .sketch').dataset.live === "
+                                         f"'{mode}'", timeout=60_000)
+                    results[(load, mode)] = measure(pg, server.url, drawings, labels,
+                                                    server.proc.pid if load == "idle" else None)
+                    ctx.close()
+                if crowd is not None:
+                    crowd.terminate()
+                    crowd.wait(30)
+            browser.close()
+    finally:
+        server.stop()
+    print(f"{a.drawings} real test digits drawn as strokes per case; machine: {os.cpu_count()} CPUs")
+    print(f"{'case':36} {'p50 ms':>7} {'p90 ms':>7} {'right %':>8} {'updates/s':>10} {'moves/s':>8} "
+          f"{'req drawing':>12} {'req pen-up':>11} {'server CPU ms':>14} {'evidence p50':>13}")
+    for (load, mode), r in results.items():
+        print(f"{load + ', ' + mode:36} {r['p50']:7.0f} {r['p90']:7.0f} {r['right']:8.1f} {r['rate']:10.1f} "
+              f"{r['moves']:8.1f} "
+              f"{r['during']:12.2f} {r['after']:11.2f} {r['cpu_ms']:14.1f} {r['explained_p50']:13.0f}")
+    for load in ("idle", f"{a.crowd} people drawing"):
+        page, srv = results[(load, "page")], results[(load, "server")]
+        print(f"{load}: settled p50 {srv['p50'] / max(page['p50'], 1):.1f}x and "
+              f"p90 {srv['p90'] / max(page['p90'], 1):.1f}x faster in the page; "
+              f"{page['rate'] / max(srv['rate'], 1e-9):.1f}x the label updates per second")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ soak: 8 clients for --minutes (default 5), each alternating /classify (a PNG, as
       settles, "Show why" on), while training runs go on the same server.
       Prints errors, p50/p99 latency, server RSS after warm-up vs at the end, and Gradio's temp-dir size.
       Targets: 0 errors, RSS growth <= 50 MB after warm-up, temp dir <= 20 MB.
+crowd: --users people drawing one digit after another against --url for --seconds, as `load` draws it
+      (the server-side live path the page used before it computed its own label): the background load
+      of benchmarks/browser_latency.py. Prints the answers per second and the errors.
 load: --users (default 50) simulated people at once, each drawing one digit the way the page does:
       10 live updates of the growing stroke ~100 ms apart (each waits for the previous answer, as
       trigger_mode="always_last" does), then the final drawing, whose label and explanation are asked
@@ -202,6 +205,35 @@ def load(a) -> None:
         server.stop()
 
 
+def crowd(a) -> None:
+    clients = [Client(a.url, verbose=False) for _ in range(a.users)]
+    stop = time.time() + a.seconds
+    answers, errors = [0], []
+
+    def user(i):
+        rng = np.random.default_rng(1000 + i)
+        while time.time() < stop:
+            steps = list(prefixes(digit_strokes("017"[rng.integers(3)], rng), a.updates + 1))
+            try:
+                for part in steps[:-1]:
+                    t = time.perf_counter()
+                    clients[i].predict(as_value(part), api_name="/classify_strokes")
+                    answers[0] += 1
+                    time.sleep(max(0.0, 0.1 - (time.perf_counter() - t)))
+                why = clients[i].submit(as_value(steps[-1]), True, api_name="/explain_strokes")
+                clients[i].predict(as_value(steps[-1]), api_name="/classify_strokes")
+                why.result()
+                answers[0] += 2
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:80]}")
+
+    t0 = time.time()
+    with ThreadPoolExecutor(a.users) as pool:
+        list(pool.map(user, range(a.users)))
+    print(f"crowd: {a.users} users, {answers[0] / (time.time() - t0):.0f} answers/s, {len(errors)} errors"
+          + (f" (first: {errors[0]})" if errors else ""), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -215,8 +247,13 @@ def main() -> None:
     l = sub.add_parser("load")  # noqa: E741
     l.add_argument("--users", type=int, default=50)
     l.add_argument("--updates", type=int, default=10)
+    c = sub.add_parser("crowd")
+    c.add_argument("--url", required=True)
+    c.add_argument("--users", type=int, default=50)
+    c.add_argument("--updates", type=int, default=10)
+    c.add_argument("--seconds", type=float, default=60)
     a = p.parse_args()
-    soak(a) if a.cmd == "soak" else load(a)
+    {"soak": soak, "load": load, "crowd": crowd}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ root.dataset.live = 'server';
 function setMode(mode) { root.dataset.live = mode; }   // server | loading | page (for tests and the curious)
 
 async function loadModel(key) {
-  if (!key) { live.net = null; live.key = null; setMode('server'); return; }
+  // window.MNIST_SERVER_ONLY (set before the page loads): the server answers, as before this page
+  // had a network of its own (benchmarks/browser_latency.py measures both).
+  if (!key || window.MNIST_SERVER_ONLY) { live.net = null; live.key = null; setMode('server'); return; }
   if ((live.net && live.key === key) || live.pending === key) return;   // loaded, or on its way
   live.pending = key;
   setMode('loading');
