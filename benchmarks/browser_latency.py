@@ -15,7 +15,9 @@ a process of its own) drawing against the same server through its live path. Pri
 - the share of drawings whose settled label is the digit drawn (a stale answer counts as wrong);
 - label updates per second while a stroke is drawn at one pointer move per animation frame (and the
   moves per second the page got);
-- HTTP requests per drawing, while the pen moves / after it lifts ("Show why" on: the explanation);
+- requests per drawing (events sent to the server, weights fetched) while the pen moves / after it
+  lifts for the last time; each pen-up of a drawing of several strokes is a settled drawing that asks
+  for its explanation ("Show why" on), 0.3 s before the next stroke starts;
 - the server's CPU time per drawing (user + system of its process, idle cases only);
 - pen-up -> evidence heat map shown, p50 (ms).
 
@@ -122,7 +124,10 @@ def clear(pg) -> None:
 
 def measure(pg, url: str, drawings, labels, pid: int | None) -> dict:
     requests: list[tuple[float, str]] = []
-    pg.on("request", lambda r: requests.append((time.time(), r.url)) if r.url.startswith(url) else None)
+    # a request = an event sent to the server (POST queue/join; its answer streams back on queue/data)
+    # or a fetch of the weights
+    pg.on("request", lambda r: requests.append((time.time(), r.url))
+          if r.url.startswith(url) and ("queue/join" in r.url or "mnist/weights" in r.url) else None)
     pg.evaluate(WATCH_VIEW_JS)
     b = pg.locator("#sketchpad canvas").first.bounding_box()
     box = (b["x"], b["y"], b["width"])
@@ -141,9 +146,11 @@ def measure(pg, url: str, drawings, labels, pid: int | None) -> dict:
     for d, y in zip(drawings, labels, strict=True):
         n_view0, n_heat0 = pg.evaluate("window.__views.length"), pg.evaluate("window.__heats.length")
         n_req0, t_up, pen_down = len(requests), None, []      # (down, up) wall times of each stroke
-        for s in d["strokes"]:
+        for k, s in enumerate(d["strokes"]):
+            if k:
+                time.sleep(0.3)                   # the pen moves to the next stroke
             t_down_wall = time.time()
-            t_up = human_stroke(pg, s, box, per_segment_ms=48)
+            t_up = human_stroke(pg, s, box, per_segment_ms=16)   # one move per point, ~60 Hz
             pen_down.append((t_down_wall, time.time()))
         t_up_wall = pen_down[-1][1]
         while_drawing = [u for t, u in requests[n_req0:] if any(lo <= t <= hi for lo, hi in pen_down)]

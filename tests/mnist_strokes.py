@@ -64,10 +64,34 @@ def trace(skeleton: np.ndarray) -> list[list[tuple[int, int]]]:
     return lines + [[p] for p in isolated]
 
 
+def chain(lines: list[list[tuple[int, int]]], reach: float = 2.0) -> list[list[tuple[int, int]]]:
+    """Join polylines whose ends meet (within `reach` px, either way round) into longer ones: the
+    skeleton splits at every junction, a person's pen does not lift there."""
+    lines = [list(line) for line in lines]
+    joined = True
+    while joined:
+        joined = False
+        for i, a in enumerate(lines):
+            for j in range(i + 1, len(lines)):
+                b = lines[j]
+                for x, y, merged in ((a[-1], b[0], a + b), (a[-1], b[-1], a + b[::-1]),
+                                     (a[0], b[-1], b + a), (a[0], b[0], b[::-1] + a)):
+                    if abs(x[0] - y[0]) <= reach and abs(x[1] - y[1]) <= reach:
+                        lines[i] = merged
+                        del lines[j]
+                        joined = True
+                        break
+                if joined:
+                    break
+            if joined:
+                break
+    return lines
+
+
 def digit_strokes(digit28: np.ndarray) -> list[np.ndarray]:
     """A uint8 28x28 white-on-black digit -> polylines in 28x28 pixel coordinates (x, y), as floats."""
     big = np.asarray(Image.fromarray(np.asarray(digit28, np.uint8)).resize((28 * UP, 28 * UP), Image.BILINEAR))
-    lines = trace(thin(big >= 128))
+    lines = chain(trace(thin(big >= 128)))
     out = []
     for line in lines:
         p = np.array([(c + 0.5, r + 0.5) for r, c in line], np.float64) / UP

@@ -80,6 +80,13 @@ def live_page(app, **options):
     return pg
 
 
+def wait_until(pg, condition, timeout: float = 30):
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        assert time.perf_counter() < deadline, "timed out"
+        pg.wait_for_timeout(50)
+
+
 def quiet(pg, ms: float = 800, timeout: float = 30):
     """Wait until the page has started no request for `ms` (its own load-time events are done)."""
     last = [time.perf_counter()]
@@ -240,14 +247,42 @@ def test_without_weights_the_server_answers(app):
     """The weights never arrive (blocked): the page says nothing alarming and the server labels."""
     pg = app["browser"].new_page()
     try:
-        pg.route("**/mnist/weights**", lambda route: route.abort())
+        calls = []
+        pg.route("**/mnist/weights**", lambda route: (calls.append(1), route.abort()))
         pg.goto(app["url"])
         pg.wait_for_selector("#sketchpad canvas")
+        wait_until(pg, lambda: calls)
         pg.wait_for_function(LIVE_MODE + " === 'server'", timeout=30_000)
         draw(pg, DIGITS["7"])
         wait_label(pg, "7", timeout=30_000)
         assert source(pg) is None                      # the server's view
         assert "error" not in pg.inner_text("#view").lower()
+    finally:
+        pg.close()
+
+
+def test_weights_of_the_wrong_shape_are_refused(app):
+    """A payload whose layer has the wrong number of weights is not computed with: the server answers."""
+    calls = []
+
+    def truncated(route):
+        calls.append(route.request.url)
+        res = route.fetch()
+        data = res.json()
+        data["layers"][4]["weight"] = data["layers"][4]["weight"][:40]        # 30 floats instead of 1,152
+        route.fulfill(response=res, body=json.dumps(data))
+
+    pg = app["browser"].new_page()
+    try:
+        pg.route("**/mnist/weights**", truncated)
+        pg.goto(app["url"])
+        pg.wait_for_selector("#sketchpad canvas")
+        wait_until(pg, lambda: calls)
+        pg.wait_for_function(LIVE_MODE + " === 'server'", timeout=30_000)
+        assert pg.evaluate("window.MnistLive.net") is None
+        draw(pg, DIGITS["0"])
+        wait_label(pg, "0", timeout=30_000)
+        assert source(pg) is None
     finally:
         pg.close()
 
