@@ -335,6 +335,7 @@ class TrainingService:
         history: list[dict] = []
         batch, batches = 0, curves.batches
         run_start = epoch_start = last_yield = time.perf_counter()
+        loaded = False   # "loading" (a worker starting, MNIST being read) until the job says it trains
 
         def update(state: str, message: str) -> TrainUpdate:
             done = (len(history) + (batch / batches if batches else 0)) / cfg.epochs
@@ -355,6 +356,7 @@ class TrainingService:
                 yield TrainUpdate("loading", "Loading MNIST...", epochs=cfg.epochs)
                 continue
             if kind == "loaded":
+                loaded = True
                 if event[1] != curves.samples:
                     curves = Curves(cfg.epochs, event[1], cfg.batch_size)
                     batches = curves.batches
@@ -374,8 +376,8 @@ class TrainingService:
                     out.progress = 1.0
                 yield out
                 return
-            if not job.events.empty():
-                continue  # catch up before reporting
+            if not job.events.empty() or not loaded:
+                continue  # catch up before reporting; nothing new to say while loading
             if not fresh and time.perf_counter() - last_yield < HEARTBEAT_SECONDS:
                 continue  # no new point or epoch: the status (batch, ETA) moves with a heartbeat only
             last_yield = time.perf_counter()
