@@ -34,10 +34,10 @@ POLL_SECONDS = 0.1
 
 @ray.remote(num_returns="streaming", max_retries=0)
 def train_task(spec: dict) -> Iterator[tuple]:
-    """One job on a Ray worker: mnist_core.jobs.job_events with the worker's own data folder."""
-    if not spec.get("data_dir") or not os.path.isdir(spec["data_dir"]):
-        spec = {**spec, "data_dir": os.environ.get("MNIST_DATA_DIR")}
-    yield from job_events(spec)
+    """One job on a Ray worker: mnist_core.jobs.job_events, reading MNIST from the worker's own
+    $MNIST_DATA_DIR (set where `ray start` ran), else from the app's folder if this machine has it."""
+    own = os.environ.get("MNIST_DATA_DIR")
+    yield from job_events({**spec, "data_dir": own} if own else spec)
 
 
 def _reachable(address: str) -> str | None:
