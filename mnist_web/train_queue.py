@@ -19,11 +19,14 @@ def ordinal(n: int) -> str:
 
 
 def remaining_seconds(expected: float, elapsed: float, progress: float, training: float | None = None) -> float:
-    """A running job's time left: from its own pace (progress over `training` seconds, the time since its
-    data was loaded) once it has one, else its expected duration less the `elapsed` seconds since start."""
+    """A running job's time left: its expected duration (measured on the runs before it) less the `elapsed`
+    seconds since it started, or, when it goes slower than that, what its own pace says (`progress` made in
+    `training` seconds since its data was loaded; its evaluation is not in `progress`, so this alone
+    would be short). Never quite zero while it runs."""
+    left = expected - elapsed
     if progress >= MIN_PROGRESS and training:
-        return max(0.0, training * (1 - progress) / progress)
-    return max(0.1 * expected, expected - elapsed)   # not done yet, even if slower than expected
+        left = max(left, training * (1 - progress) / progress)
+    return max(left, 0.05 * expected)
 
 
 def start_in(running_left: list[float], ahead: list[float], slots: int) -> float | None:

@@ -317,6 +317,7 @@ class TrainingService:
         cfg = job.cfg
         shown, last_yield = None, 0.0
         while job.state == "waiting":
+            self._dispatch()   # a cluster that grew (or came back) has room now: no other event says so
             position, wait = self.wait_of(job)
             now = time.monotonic()
             if position and (position != shown or now - last_yield >= QUEUED_HEARTBEAT_SECONDS):

@@ -96,8 +96,9 @@ def test_start_in_simulates_the_slots():
 
 def test_remaining_and_pace():
     assert remaining_seconds(10.0, 2.0, 0.0) == 8.0                      # no pace of its own yet
-    assert remaining_seconds(10.0, 20.0, 0.0) == 1.0                     # late: still not done
-    assert remaining_seconds(10.0, 6.0, 0.5, training=4.0) == 4.0        # half done in 4 s of training
+    assert remaining_seconds(10.0, 20.0, 0.0) == 0.5                     # late: still not done
+    assert remaining_seconds(10.0, 4.0, 0.5, training=4.0) == 6.0        # on time: the expected duration
+    assert remaining_seconds(10.0, 8.0, 0.5, training=7.0) == 7.0        # slower: its own pace says more
     p = Pace()
     assert p.expected(10.0) == 10.0
     p.add(1.0, 20.0, 10.0)
