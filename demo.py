@@ -52,7 +52,7 @@ BODY_LIMIT = 1_000_000      # bytes per request body elsewhere: a stroke update 
 CACHE_MAX_AGE = 3600        # seconds: Gradio's cached files (uploads, outputs) older than this are deleted
 # Training runs at once: measured on the 2-core CPU (benchmarks/RESULTS.md, "Training slots"), threads per
 # run = cores / slots. More slots (or a Ray cluster) with --train-slots / $MNIST_TRAIN_SLOTS, --ray.
-TRAIN_SLOTS = 1
+TRAIN_SLOTS = 2
 QUEUE_REFRESH_SECONDS = 3   # the Train tab's "runs going / waiting" line
 EMPTY_VIEW = prediction_html(Prediction(None, None, True, "nothing drawn"))
 
