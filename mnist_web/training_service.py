@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 import queue
 import threading
 import time
@@ -25,7 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnist_core.checkpoint import save_checkpoint
-from mnist_core.config import ConfigError, TrainConfig, TrainingBudget, estimate_seconds, make_config, train_samples
+from mnist_core.config import (
+    CPU_SECONDS_PER_IMAGE,
+    CPU_SECONDS_PER_STEP,
+    CPU_SECONDS_PER_TEST_IMAGE,
+    MNIST_TEST_SIZE,
+    ConfigError,
+    TrainConfig,
+    TrainingBudget,
+    estimate_seconds,
+    make_config,
+    train_samples,
+)
 from mnist_core.jobs import checkpoint_from_bytes, one_line
 from mnist_core.runs import prune
 from mnist_core.text import plural
@@ -217,6 +229,7 @@ class TrainingService:
         last: bytes | None = None
         n_train = 0
         state, reason = "failed", "the run ended without a result"
+        train_share = epoch_train_share(job.cfg)   # the rest of an epoch is its evaluation
         put(("loading",))
         try:
             for event in self.backend.run(self._spec(job), job.stop):
@@ -227,7 +240,7 @@ class TrainingService:
                     put(event)
                 elif kind == "batch":
                     done, total = event[1][0], event[1][1]
-                    job.progress = (len(history) + done / max(1, total)) / job.cfg.epochs
+                    job.progress = (len(history) + train_share * done / max(1, total)) / job.cfg.epochs
                     put(event)
                 elif kind == "epoch":
                     history.append(event[1])
@@ -387,6 +400,14 @@ class TrainingService:
     def close(self) -> None:
         self.stop()
         self.backend.close()
+
+
+def epoch_train_share(cfg: TrainConfig) -> float:
+    """The training batches' share of an epoch's time (the rest: evaluating the 10,000 test images), by
+    the budget's CPU cost model: for the ETA of the jobs waiting behind a run on its last batches."""
+    n = train_samples(cfg)
+    train = n * CPU_SECONDS_PER_IMAGE + math.ceil(n / cfg.batch_size) * CPU_SECONDS_PER_STEP
+    return train / (train + MNIST_TEST_SIZE * CPU_SECONDS_PER_TEST_IMAGE)
 
 
 def _cuda_available() -> bool:

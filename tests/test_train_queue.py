@@ -259,3 +259,14 @@ def test_bad_or_over_budget_values_never_enter_the_queue(tmp_path, values):
     out = list(s.stream({**VALUES, **values, "seed": 1}, owner="x"))
     assert [u.state for u in out] == ["refused"] and out[0].message.startswith("Not started")
     assert b.started == [] and not s.busy
+
+
+def test_a_runs_progress_leaves_room_for_its_evaluation():
+    """After its last batch a run still evaluates 10,000 test images: for the ETA of the jobs behind it,
+    an epoch's batches are only their share of it (the budget's CPU cost model)."""
+    from mnist_core.config import make_config
+    from mnist_web.training_service import epoch_train_share
+
+    small = epoch_train_share(make_config(epochs=1, max_train_samples=10_000, device="cpu"))
+    recipe = epoch_train_share(make_config(device="cpu"))
+    assert 0.5 < small < 0.7 and 0.85 < recipe < 0.95
