@@ -158,7 +158,7 @@ class TrainingService:
                 where = "waiting in the queue" if mine.state == "waiting" else "training"
                 raise ConfigError(f"this browser session already has a run {where} (one per session); "
                                   f"stop it first")
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) >= self.max_waiting and len(self._running) >= self._slots():
                 raise ConfigError(f"the training queue is full ({self.max_waiting} runs waiting); "
                                   f"try again in a few minutes")
             job = Job(next(self._ids), owner, cfg, estimate_seconds(cfg))
