@@ -11,6 +11,7 @@ from gradio_client import Client, handle_file  # requirements-dev.txt: a missing
 from PIL import Image
 
 import demo
+from mnist_web.backends import LocalBackend
 from mnist_web.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
 from tests.server import serve
@@ -19,7 +20,9 @@ from tests.server import serve
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
-    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)) as url:
+    # one training slot: a second run waits in the queue (the default is 2 slots)
+    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+                              train_backend=LocalBackend(1, 1))) as url:
         yield {"url": url, "runs": runs}
 
 

@@ -53,7 +53,11 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     import demo
 
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    from mnist_web.backends import LocalBackend
+
+    # one training slot: a second page's run waits in the queue (the default is 2 slots)
+    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+                            train_backend=LocalBackend(1, 1))
     port = free_port()
     demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
     ARTIFACTS.mkdir(exist_ok=True)
