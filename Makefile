@@ -11,8 +11,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt pyproject.toml
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt requirements-ray.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-ray.txt   # the Ray backend's tests start a real local cluster
 	$(PY) -m pip install -q -e .        # the project itself, editable: console scripts mnist-core, mnist-demo
 	touch $@
 

@@ -2,13 +2,14 @@
 
     python demo.py [--host HOST] [--port PORT] [--checkpoint checkpoints/mnist_cnn.pt] [--data-dir DIR]
                    [--no-train] [--max-queue N] [--allowed-hosts a.example,b.example] [--share]
+                   [--train-slots N] [--train-threads N] [--train-queue N] [--ray ADDRESS]
 
 This file only lays out the UI and wires its events to the app package mnist_web (which uses the ML
 library mnist_core): what each event does is in mnist_web/handlers.py, the app's components in
 mnist_web/components.py (the drawing canvas's front end in mnist_web/web/), the server's bounds in
 mnist_web/webguard.py.
 Per-user state is the chosen model (gr.State); the only thing shared between users is the training
-service (one run at a time) and the read-only cache of loaded models.
+service (a fair queue, runs in worker processes or on a Ray cluster) and the read-only cache of loaded models.
 """
 from __future__ import annotations
 
@@ -31,13 +32,15 @@ from mnist_core.insight import SORT_ORDERS, InsightService
 from mnist_core.predict import Prediction
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
+from mnist_web.backends import BackendError, LocalBackend, make_backend
 from mnist_web.components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, ApiSketchpad, Label, sketch_canvas
 from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_web.insight_views import CSS as INSIGHT_CSS
 from mnist_web.insight_views import heat_html
-from mnist_web.train_views import compare_charts, curve_charts, status_html
+from mnist_web.queue_status import queue_status_route
+from mnist_web.train_views import compare_charts, curve_charts, queue_html, status_html
 from mnist_web.train_views import confusion_html as run_confusion_html
-from mnist_web.training_service import TrainingService
+from mnist_web.training_service import MAX_WAITING, TrainingService
 from mnist_web.views import CSS, EMPTY_MESSAGE, HISTORY_COLUMNS, prediction_html
 from mnist_web.webguard import LOOPBACK_NAMES, BoundedStream, Guard, hosting_address, is_loopback, parse_hosts
 from mnist_web.weights import weights_route
@@ -47,6 +50,10 @@ CLASSIFY_CONCURRENCY = 4
 UPLOAD_LIMIT = 10_000_000   # bytes per uploaded file (Gradio answers 413 past it); drawings are ~10-100 KB
 BODY_LIMIT = 1_000_000      # bytes per request body elsewhere: a stroke update is a few KB, at most ~300 KB
 CACHE_MAX_AGE = 3600        # seconds: Gradio's cached files (uploads, outputs) older than this are deleted
+# Training runs at once: measured on the 2-core CPU (benchmarks/RESULTS.md, "Training slots"), threads per
+# run = cores / slots. More slots (or a Ray cluster) with --train-slots / $MNIST_TRAIN_SLOTS, --ray.
+TRAIN_SLOTS = 2
+QUEUE_REFRESH_SECONDS = 3   # the Train tab's "runs going / waiting" line
 EMPTY_VIEW = prediction_html(Prediction(None, None, True, "nothing drawn"))
 
 
@@ -65,9 +72,15 @@ def insight_panel(heat_id: str, look_id: str):
 
 def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
               data_dir: str | None = None, download: bool = True, train_enabled: bool = True,
-              max_queue: int = QUEUE_MAX, cache_max_age: int = CACHE_MAX_AGE) -> gr.Blocks:
+              max_queue: int = QUEUE_MAX, cache_max_age: int = CACHE_MAX_AGE, train_backend=None,
+              train_queue: int = MAX_WAITING) -> gr.Blocks:
+    """train_backend: where training jobs run (mnist_web.backends.LocalBackend by default: worker processes
+    of this machine; ray_backend.RayBackend for a cluster); train_queue: how many jobs may wait."""
     registry = ModelRegistry(Path(checkpoint), Path(runs_dir))
-    trainer = TrainingService(Path(runs_dir), data_dir=data_dir, download=download)
+    if train_backend is None and train_enabled:
+        train_backend = LocalBackend(TRAIN_SLOTS)
+    trainer = TrainingService(Path(runs_dir), data_dir=data_dir, download=download, backend=train_backend,
+                              max_waiting=train_queue)
     runs = RunStore(Path(checkpoint), Path(runs_dir))
     insight = InsightService(data_dir)   # MNIST read once; features and mistakes cached per loaded model
     export_dir = Path(tempfile.mkdtemp(prefix="mnist-downloads-"))   # copies offered for download
@@ -105,6 +118,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                 start_btn = gr.Button("Start training", variant="primary", elem_id="start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
             status = gr.HTML(status_html("idle", "Ready."), elem_id="train-status")
+            queue_info = gr.HTML(queue_html(trainer.status()), elem_id="queue-info")
             empty_loss, empty_acc = curve_charts([], [], defaults.epochs)
             with gr.Row():
                 loss_plot = gr.HTML(empty_loss, elem_id="loss-plot", elem_classes="chart-cell")
@@ -152,8 +166,10 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                                 device, model_key, compare_pick],
                         [status, table, loss_plot, acc_plot, picker, curves_json, start_btn, stop_btn, run_pick,
                          compare_pick], api_name="train",
-                        concurrency_limit=2, show_progress="hidden")  # 2: a second Start is refused, not queued
+                        concurrency_limit=None, show_progress="hidden")  # the service queues: Start answers at once
         stop_btn.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
+        gr.Timer(QUEUE_REFRESH_SECONDS).tick(tr.queue_info, None, [queue_info], api_visibility="private",
+                                             show_progress="hidden", concurrency_limit=None, queue=False)
         compare_pick.change(tr.compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
                             show_progress="hidden")
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
@@ -256,6 +272,9 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             demo.unload(tr.on_unload)
     demo.queue(max_size=max_queue)
     demo.mnist_routes = [weights_route(registry)]   # served beside Gradio's own by launch() below
+    if train_enabled:
+        demo.mnist_routes.append(queue_status_route(trainer))   # GET /queue_status
+    demo.mnist_trainer = trainer
     return demo
 
 
@@ -282,10 +301,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-max-age", type=int, default=int(os.environ.get("MNIST_CACHE_MAX_AGE", CACHE_MAX_AGE)),
                    help=f"seconds before Gradio's cached files are deleted (default {CACHE_MAX_AGE})")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    p.add_argument("--train-slots", type=int, default=env_int("MNIST_TRAIN_SLOTS", TRAIN_SLOTS),
+                   help=f"training runs at once on this machine, each in its own worker process (default "
+                        f"{TRAIN_SLOTS}, $MNIST_TRAIN_SLOTS)")
+    p.add_argument("--train-threads", type=int, default=env_int("MNIST_TRAIN_THREADS", 0),
+                   help="threads per run (default: CPU cores / slots, $MNIST_TRAIN_THREADS; on Ray: CPUs per task)")
+    p.add_argument("--train-queue", type=int, default=env_int("MNIST_TRAIN_QUEUE", MAX_WAITING),
+                   help=f"training jobs that may wait; more get 'the queue is full' (default {MAX_WAITING}, "
+                        f"$MNIST_TRAIN_QUEUE)")
+    p.add_argument("--ray", default=os.environ.get("MNIST_RAY_ADDRESS") or None, metavar="ADDRESS",
+                   help="run training jobs on this Ray cluster (host:port of `ray start --head`, or 'auto'; "
+                        "$MNIST_RAY_ADDRESS); needs `pip install -r requirements-ray.txt`")
     a = p.parse_args(argv)
     if a.max_queue < 1 or a.cache_max_age < 1:
         p.error("--max-queue and --cache-max-age must be at least 1")
+    if a.train_slots < 1 or a.train_threads < 0 or a.train_queue < 0:
+        p.error("--train-slots must be at least 1, --train-threads and --train-queue at least 0")
     return a
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"demo.py: ${name} must be a whole number, got {raw!r}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -297,8 +339,16 @@ def main(argv: list[str] | None = None) -> None:
         host, port = hosting_address(a.host, a.port)
     except ValueError as exc:
         raise SystemExit(f"demo.py: {exc}") from None
+    backend = None
+    if not a.no_train:
+        try:   # an unreachable cluster: one line and no server (README: Hosting), never a silent fallback
+            backend = make_backend(a.train_slots, a.train_threads or None, a.ray)
+        except BackendError as exc:
+            raise SystemExit(f"demo.py: {exc}") from None
+        print(f"Training: {backend.describe()}; up to {a.train_queue} more may wait.")
     demo = build_app(Path(a.checkpoint), Path(a.runs_dir), str(resolve_data_dir(a.data_dir)), not a.no_download,
-                     train_enabled=not a.no_train, max_queue=a.max_queue, cache_max_age=a.cache_max_age)
+                     train_enabled=not a.no_train, max_queue=a.max_queue, cache_max_age=a.cache_max_age,
+                     train_backend=backend, train_queue=a.train_queue)
     launch(demo, host=host, port=port, share=a.share,
            allowed_hosts=parse_hosts(a.allowed_hosts) if a.allowed_hosts else None)
 
@@ -316,6 +366,9 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
         hosts = list(LOOPBACK_NAMES) if is_loopback(host) and not share else None
     guard = Middleware(Guard, allowed_hosts=hosts, body_limit=BODY_LIMIT, upload_limit=UPLOAD_LIMIT + 100_000)
     kw.setdefault("max_file_size", UPLOAD_LIMIT)
+    # every waiting or running /train stream holds a worker thread while it waits for its next update
+    trainer = getattr(demo, "mnist_trainer", None)
+    kw.setdefault("max_threads", 40 + (trainer.max_waiting + trainer.status()["slots"] if trainer else 0))
     return demo.launch(server_name=host, server_port=port, share=share, css=CSS + INSIGHT_CSS, run_history=False,
                        enable_monitoring=False,
                        app_kwargs={"middleware": [guard], "routes": list(getattr(demo, "mnist_routes", []))}, **kw)

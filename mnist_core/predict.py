@@ -18,7 +18,7 @@ UNSURE_BELOW = 0.6
 # Intra-op threads for one prediction (set per calling thread). A 28x28 forward pass is far too small
 # to split: on the 2-core machine with other work running, 2 OpenMP threads made /classify_strokes 10x
 # slower than 1 (34 vs 2.5 ms p50; with the explanation 194 vs 22 ms), and a server runs several
-# requests at once anyway. Training sets its own (mnist_web.training_service.TRAIN_THREADS).
+# requests at once anyway. Training runs in worker processes with threads of their own (mnist_web.backends).
 INFERENCE_THREADS = 1
 
 

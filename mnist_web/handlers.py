@@ -27,7 +27,7 @@ from mnist_core.runs import RunError, RunStore, differing_settings
 from mnist_core.strokes import StrokeError
 
 from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
-from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
+from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, queue_html, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate
 from .views import EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html, prediction_html, short
@@ -138,7 +138,8 @@ def empty_class_bars() -> pd.DataFrame:
 
 
 class TrainHandlers:
-    """The Train tab: one training service shared by all users (one run at a time), the saved runs."""
+    """The Train tab: one training service shared by all users (a fair queue, one job per session), the
+    saved runs."""
 
     def __init__(self, trainer: TrainingService, runs: RunStore, registry: ModelRegistry, export_dir: Path) -> None:
         self.trainer, self.runs, self.registry, self.export_dir = trainer, runs, registry, export_dir
@@ -159,7 +160,8 @@ class TrainHandlers:
         table = pd.DataFrame(history_rows(u.history), columns=HISTORY_COLUMNS)
         loss, acc = curve_charts(u.train_points, u.test_points, u.epochs, earlier)
         curves = curves_value(u.epochs, u.train_points, u.test_points)
-        status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress)
+        status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress,
+                             u.position)
         return status, table, loss, acc, curves
 
     def train(self, epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
@@ -172,7 +174,7 @@ class TrainHandlers:
         earlier = self.overlays(compare_keys)
         for u in self.trainer.stream(values, owner=owner):
             picker, results = KEEP, (KEEP, KEEP)
-            going = u.state in ("loading", "running")
+            going = u.state in ("queued", "loading", "running")
             if u.checkpoint:
                 new_key, listed = f"runs/{u.checkpoint}", self.runs.choices()
                 picker = gr.update(choices=self.registry.choices(), value=current_key)
@@ -183,7 +185,8 @@ class TrainHandlers:
                    gr.update(interactive=going), *results)
 
     def stop(self, request: gr.Request) -> None:
-        """Stops the caller's run. No output: the run's own stream shows it ending (an output here would
+        """Stops the caller's run, or takes its waiting job out of the queue. No output: the run's own
+        stream shows it ending (an output here would
         get gr.update() now and the stream's value later, which Gradio 6.31 pays for with one component
         object per click, see KEEP). Nothing to stop (an API call, a stale page): a toast says so."""
         owner = request.session_hash if request is not None else None
@@ -191,8 +194,12 @@ class TrainHandlers:
             gr.Info("No run of yours is going.")
 
     def on_unload(self, request: gr.Request):
-        """A closed tab must not leave an orphan run burning the CPU."""
+        """A closed tab must not leave an orphan run burning the CPU, nor a job waiting for nobody."""
         self.trainer.stop(request.session_hash)
+
+    def queue_info(self):
+        """The Train tab's line on the queue: runs going and waiting (refreshed by a timer)."""
+        return queue_html(self.trainer.status())
 
     def show_run(self, key):
         """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note."""

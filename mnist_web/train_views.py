@@ -73,11 +73,13 @@ def curves_value(epochs: int, train: list[tuple], test: list[tuple]) -> dict:
 
 
 def status_html(state: str, message: str, batch: int = 0, batches: int = 0, eta: float | None = None,
-                images_per_s: float | None = None, progress: float | None = None) -> str:
+                images_per_s: float | None = None, progress: float | None = None,
+                position: int | None = None) -> str:
     """The status line: message, batch within the epoch, ETA of the whole run, images/s, progress bar.
 
     Keeps views.progress_html's structure (div.train-status[data-state]) so existing clients parse it.
     progress: fraction of the whole run done (0-1); defaults to the batch fraction of the epoch.
+    Queued: data-position (1 = next in line) and data-eta (seconds until it starts, when known).
     """
     if progress is None:
         progress = batch / batches if batches else (1.0 if state == "finished" else 0.0)
@@ -89,10 +91,21 @@ def status_html(state: str, message: str, batch: int = 0, batches: int = 0, eta:
         if eta is not None:
             parts.append(f"about {format_seconds(eta)} left")
     detail = (" - " + ", ".join(parts)) if parts else ""
-    eta_attr = f" data-eta='{eta:.1f}'" if eta is not None and state == "running" else ""
+    eta_attr = f" data-eta='{eta:.1f}'" if eta is not None and state in ("running", "queued") else ""
+    if state == "queued" and position is not None:
+        eta_attr += f" data-position='{int(position)}'"
     return (f"<div class='train-status' data-state='{state}'{eta_attr}><div class='status-text'>"
             f"{html.escape(message)}{html.escape(detail)}</div>"
             f"<div class='progress'><div style='width:{100 * min(1.0, max(0.0, progress)):.1f}%'></div></div></div>")
+
+
+def queue_html(status: dict) -> str:
+    """The Train tab's line on the server's training queue (the same numbers as GET /queue_status)."""
+    from .train_queue import counts_text
+
+    text = counts_text(status["running"], status["waiting"], status["slots"], status["where"])
+    return (f"<div class='queue-info' data-running='{int(status['running'])}' "
+            f"data-waiting='{int(status['waiting'])}' data-slots='{int(status['slots'])}'>{html.escape(text)}</div>")
 
 
 def format_seconds(s: float) -> str:

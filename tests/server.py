@@ -131,6 +131,9 @@ def serve(blocks):
         yield f"http://127.0.0.1:{port}/"
     finally:
         blocks.close()
+        trainer = getattr(blocks, "mnist_trainer", None)
+        if trainer is not None:   # its jobs stopped, its worker processes ended
+            trainer.close()
 
 
 def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300):

@@ -11,6 +11,7 @@ from gradio_client import Client, handle_file  # requirements-dev.txt: a missing
 from PIL import Image
 
 import demo
+from mnist_web.backends import LocalBackend
 from mnist_web.views import EMPTY_MESSAGE
 from tests.drawing import stroke_digit
 from tests.server import serve
@@ -19,7 +20,9 @@ from tests.server import serve
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
-    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)) as url:
+    # one training slot: a second run waits in the queue (the default is 2 slots)
+    with serve(demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+                              train_backend=LocalBackend(1, 1))) as url:
         yield {"url": url, "runs": runs}
 
 
@@ -130,17 +133,25 @@ def test_stop_is_prompt_keeps_files_and_allows_a_new_run(app, tmp_path, shipped_
     assert state_of(status) == "finished"
 
 
-def test_one_run_at_a_time_and_classify_still_answers(app, tmp_path):
+def test_a_second_run_queues_behind_the_first_and_classify_still_answers(app, tmp_path):
     a, b = Client(app["url"], verbose=False), Client(app["url"], verbose=False)
     job = start_long_run(a)
     try:
-        second = b.predict(*train_args(epochs=1), api_name="/train")[0]
-        assert state_of(second) == "refused" and "another training run" in second
+        t0 = time.time()
+        second = b.submit(*train_args(epochs=1), api_name="/train")
+        while not second.outputs() and time.time() - t0 < 30:
+            time.sleep(0.05)
+        first = second.outputs()[0][0]
+        assert state_of(first) == "queued" and "data-position='1'" in first and "next in line" in first, first
+        assert time.time() - t0 < 5     # Start answers at once, even with the slot taken
         label, _ = b.predict(sketch(tmp_path, stroke_digit("1")), api_name="/classify")
         assert label["label"] == "1"
+        again = a.predict(*train_args(epochs=1), api_name="/train")[0]   # the same session: one job at a time
+        assert state_of(again) == "refused" and "already has a run" in again, again
     finally:
         a.predict(api_name="/stop")
     assert state_of(job.result(timeout=30)[0]) == "stopped"
+    assert state_of(second.result(timeout=120)[0]) == "finished"   # its turn came when the first stopped
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not an image at all"])

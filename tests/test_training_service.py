@@ -1,4 +1,6 @@
-"""The shared training service: one run at a time, faults reported, nothing lost, no orphans."""
+"""The shared training service with real jobs in worker processes: runs saved, faults reported, nothing
+lost, no orphans, a second job of a session refused while others queue. (Queue semantics with a fake
+run: test_train_queue.py; a killed worker: test_train_workers.py.)"""
 from __future__ import annotations
 
 import datetime
@@ -11,8 +13,8 @@ import torch
 
 from mnist_core.checkpoint import load_checkpoint
 from mnist_core.config import TrainingBudget
-from mnist_core.train import Trainer
 from mnist_web import training_service
+from mnist_web.backends import LocalBackend, ThreadBackend
 from mnist_web.training_service import TrainingService
 
 QUICK = dict(epochs=2, batch_size=32, max_train_samples=1200, device="cpu")   # 1,200: the synthetic set
@@ -32,10 +34,18 @@ def start_long_run(service, owner):
     raise AssertionError("the run never started")
 
 
+@pytest.fixture(scope="module")
+def backend():
+    """One worker process for the module's services (spawned once: torch imported, data read once)."""
+    b = LocalBackend(1, 1)
+    yield b
+    b.close()
+
+
 @pytest.fixture
-def service(tmp_path, synthetic_root):
+def service(tmp_path, synthetic_root, backend):
     """A service whose run, whatever a test does or fails at, is stopped and joined afterwards."""
-    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
+    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, backend=backend)
     yield s
     s.stop()
     deadline = time.time() + 60
@@ -43,28 +53,36 @@ def service(tmp_path, synthetic_root):
         time.sleep(0.05)
 
 
-def test_finished_run_is_saved(tmp_path, synthetic_root):
-    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
+def test_finished_run_is_saved(tmp_path, synthetic_root, backend):
+    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, backend=backend)
     updates = run_all(s)
     assert updates[0].state == "loading" and updates[-1].state == "finished"
     assert len(updates[-1].history) == 2 and (tmp_path / updates[-1].checkpoint).is_file()
     assert not s.busy
 
 
-def test_error_mid_epoch_reaches_status_and_releases_the_lock(tmp_path, synthetic_root, monkeypatch):
-    class Exploding(Trainer):
-        def run(self):
-            for rec in super().run():
-                yield rec
-                raise RuntimeError("simulated failure in epoch 2")
+def test_error_mid_epoch_reaches_status_and_frees_the_slot(tmp_path, synthetic_root):
+    class Exploding(ThreadBackend):
+        """The job's events as they come, then a crash in epoch 2 (as run_job reports one)."""
+        explode = True
 
-    monkeypatch.setattr(training_service, "Trainer", Exploding)
-    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
+        def run(self, spec, stop):
+            for event in super().run(spec, stop):
+                if event[0] == "epoch" and self.explode:
+                    yield event
+                    yield ("error", "RuntimeError: simulated failure in epoch 2")
+                    return
+                yield event
+
+    backend = Exploding()
+    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, backend=backend)
     last = run_all(s)[-1]
-    assert last.state == "failed" and "simulated failure" in last.message
+    assert last.state == "failed" and "simulated failure" in last.message and "\n" not in last.message
     assert last.checkpoint is not None            # the finished epoch 1 is kept, labelled as such
+    ck = load_checkpoint(tmp_path / last.checkpoint)
+    assert ck["status"] == "stopped" and ck["epochs_completed"] == 1
     assert not s.busy
-    monkeypatch.undo()
+    backend.explode = False
     assert run_all(s)[-1].state == "finished"     # the next run starts fine
 
 
@@ -77,18 +95,23 @@ def test_closing_the_stream_stops_the_worker(service):
         gen.close()
         # within a batch or two (~10 ms each); generous for a loaded 2-core machine
         assert time.time() - t0 < 30 and not service.busy
-        assert not any(t.name == "mnist-training" for t in threading.enumerate())
+        assert not any(t.name.startswith("mnist-train-job") for t in threading.enumerate())
+        assert service.running_pids() == []
     finally:
         gen.close()
 
 
-def test_second_run_is_refused_while_one_trains(service):
+def test_a_session_gets_one_job_others_queue_behind_it(service):
     gen = start_long_run(service, "a")
     try:
-        second = run_all(service)
-        assert [u.state for u in second] == ["refused"] and "another training run" in second[0].message
+        second = list(service.stream(QUICK, owner="a"))
+        assert [u.state for u in second] == ["refused"] and "already has a run training" in second[0].message
+        other = service.stream({**QUICK, "epochs": 1}, owner="b")
+        queued = next(other)
+        assert queued.state == "queued" and queued.position == 1 and "next in line" in queued.message
         assert not service.stop("someone else") and service.stop("a")
         assert list(gen)[-1].state == "stopped"
+        assert list(other)[-1].state == "finished"     # the next in line ran once the slot was free
     finally:
         gen.close()
 
@@ -141,8 +164,9 @@ def test_small_runs_are_not_saved(service, tmp_path):
     assert run_all(service, epochs=1, max_train_samples=1000)[-1].checkpoint is not None
 
 
-def test_runs_folder_keeps_the_newest(tmp_path, synthetic_root):
-    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, budget=TrainingBudget(keep_runs=2))
+def test_runs_folder_keeps_the_newest(tmp_path, synthetic_root, backend):
+    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, budget=TrainingBudget(keep_runs=2),
+                        backend=backend)
     for i in range(3):
         (tmp_path / f"old-{i}.pt").write_bytes(b"x")
         os.utime(tmp_path / f"old-{i}.pt", ns=(10**18 + i,) * 2)
@@ -151,14 +175,14 @@ def test_runs_folder_keeps_the_newest(tmp_path, synthetic_root):
     assert "Removed the oldest 2 runs to keep the 2 newest" in last.message
 
 
-def test_over_budget_runs_are_refused_up_front(tmp_path, synthetic_root):
+def test_over_budget_runs_are_refused_up_front(tmp_path, synthetic_root, backend):
     s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False,
-                        budget=TrainingBudget(max_steps=50))
+                        budget=TrainingBudget(max_steps=50), backend=backend)
     updates = run_all(s, epochs=2, batch_size=32)          # 2 x 38 steps
     assert [u.state for u in updates] == ["refused"]
     assert "needs 76 optimizer steps" in updates[0].message and "limit on this server is 50" in updates[0].message
     assert not s.busy and list(tmp_path.iterdir()) == []
-    assert TrainingService(tmp_path).check({"device": "cpu"}).epochs == 15   # the recipe fits the default budget
+    assert TrainingService(tmp_path, backend=backend).check({"device": "cpu"}).epochs == 15   # the recipe fits
 
 
 def test_stream_carries_windowed_curves_eta_and_final_metrics(service):
@@ -188,33 +212,26 @@ def test_stream_carries_windowed_curves_eta_and_final_metrics(service):
                                     dict(epochs="many"), dict(momentum=None, gamma=-2), dict(epochs=2.5),
                                     dict(epochs=True), dict(max_train_samples=None), dict(seed=None),
                                     dict(epochs=50, max_train_samples=None, batch_size=1)])
-def test_bad_values_are_refused_before_anything_starts(tmp_path, synthetic_root, values):
-    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False)
+def test_bad_values_are_refused_before_anything_starts(tmp_path, synthetic_root, values, backend):
+    s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, backend=backend)
     updates = run_all(s, **values)
     assert [u.state for u in updates] == ["refused"] and updates[0].message.startswith("Not started")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_training_uses_all_threads_even_after_inference_set_one(service, monkeypatch):
-    """Requests predict with 1 intra-op thread (a new thread inherits the last value set); the training
-    worker must still train with TRAIN_THREADS."""
+def test_the_worker_trains_with_its_threads_even_after_inference_set_one(tmp_path, synthetic_root):
+    """Requests predict with 1 intra-op thread; a run trains with the backend's threads per run, in its
+    own process (not the server's), whatever the server process has set."""
     from mnist_core.predict import INFERENCE_THREADS, use_inference_threads
 
-    seen = []
-
-    class Recording(Trainer):
-        def __init__(self, *a, **kw):
-            seen.append(torch.get_num_threads())
-            super().__init__(*a, **kw)
-
-    monkeypatch.setattr(training_service, "TRAIN_THREADS", INFERENCE_THREADS + 1)
-    monkeypatch.setattr(training_service, "Trainer", Recording)
-    before = torch.get_num_threads()
+    use_inference_threads()
+    b = LocalBackend(1, INFERENCE_THREADS + 1)
     try:
-        t = threading.Thread(target=use_inference_threads)
-        t.start()
-        t.join()
-        run_all(service, **{**QUICK, "epochs": 1})
+        spec = {"config": training_service.make_config(nullable=(), **{**QUICK, "epochs": 1}).to_dict(),
+                "data_dir": str(synthetic_root), "download": False}
+        events = list(b.run(spec, threading.Event()))
     finally:
-        torch.set_num_threads(before)
-    assert seen == [INFERENCE_THREADS + 1]
+        b.close()
+    loaded = next(e for e in events if e[0] == "loaded")
+    assert loaded[2] == INFERENCE_THREADS + 1 and loaded[3] != os.getpid()
+    assert events[-1] == ("end", False) and torch.get_num_threads() == INFERENCE_THREADS

@@ -22,6 +22,7 @@ def server(tmp_path_factory, synthetic_root, shipped_checkpoint):
     demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     app.close()
+    app.mnist_trainer.close()   # its jobs stopped, its worker processes ended
 
 
 @pytest.fixture(scope="module")

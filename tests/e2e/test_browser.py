@@ -207,8 +207,11 @@ def test_train_tab_run_stop_and_use_model(page):
 
 
 def test_closing_the_tab_stops_its_run(page):
-    """No orphan training: a tab that starts a run and is closed takes its run with it."""
-    import threading
+    """No orphan training: a tab that starts a run and is closed takes its run with it (the server's
+    GET /queue_status counts the runs going, in worker processes)."""
+    import json
+    import urllib.parse
+    import urllib.request
 
     other = page.context.browser.new_page()
     other.goto(page.url)
@@ -219,7 +222,9 @@ def test_closing_the_tab_stops_its_run(page):
     wait_state(other, ["running"], 60_000)
 
     def training():
-        return any(t.name == "mnist-training" for t in threading.enumerate())
+        u = urllib.parse.urlsplit(page.url)
+        with urllib.request.urlopen(f"{u.scheme}://{u.netloc}/queue_status", timeout=10) as r:
+            return json.loads(r.read())["running"] > 0
 
     assert training()
     other.close()

@@ -1,5 +1,6 @@
 """The Train tab in a real browser (Debian's Chromium + Playwright): curves that grow within an epoch,
-two runs compared, the confusion matrix after a run, download and delete, Start/Stop states.
+two runs compared, the confusion matrix after a run, download and delete, Start/Stop states, a second
+page waiting in the queue, then getting its own curves.
 
 Every action waits for the response it caused (a changed attribute or element, a download event),
 never a fixed sleep. The data are the small synthetic MNIST-format set (tests/conftest.py) on purpose:
@@ -14,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, free_port, launch_browser, set_number, train_state, wait_state
+from tests.e2e.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    free_port,
+    launch_browser,
+    open_page,
+    set_number,
+    train_state,
+    wait_state,
+)
 
 # Records, on every change of the loss chart, (train points, test points, table rows, series count).
 RECORDER_JS = """() => {
@@ -43,7 +53,11 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     import demo
 
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    from mnist_web.backends import LocalBackend
+
+    # one training slot: a second page's run waits in the queue (the default is 2 slots)
+    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+                            train_backend=LocalBackend(1, 1))
     port = free_port()
     demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -55,11 +69,12 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.get_by_role("tab", name="Train").click()
                 page.wait_for_selector("#start")
-                yield {"page": page, "runs": runs}
+                yield {"page": page, "runs": runs, "browser": browser, "url": f"http://127.0.0.1:{port}/"}
             finally:
                 browser.close()
     finally:
         blocks.close()
+        blocks.mnist_trainer.close()
 
 
 def run(pg, epochs, lr, timeout=180_000) -> str:
@@ -233,3 +248,41 @@ def test_typed_values_are_checked_not_rounded(app, typed, words):
     assert not disabled(pg, "start") and disabled(pg, "stop")
     assert sorted(app["runs"].glob("*.pt")) == before
     set_number(pg, "epochs", 1)
+
+
+TRAIN_POINTS_JS = """() => { const p = document.querySelector("#loss-plot path[data-series='train (this run)']");
+  return p ? +p.dataset.points : 0; }"""
+TEST_POINTS_JS = """() => { const p = document.querySelector("#loss-plot path[data-series='test (this run)']");
+  return p ? +p.dataset.points : 0; }"""
+
+
+def test_a_second_page_waits_in_line_then_gets_its_own_curves(app):
+    first = app["page"]
+    second = open_page(app["browser"], app["url"])
+    try:
+        second.get_by_role("tab", name="Train").click()
+        second.wait_for_selector("#start")
+        for pg, epochs in ((first, 2), (second, 1)):
+            set_number(pg, "epochs", epochs)
+            set_number(pg, "samples", 1200)
+            set_number(pg, "batch", 2)
+        first.click("#start")
+        wait_state(first, ["running"], 60_000)
+        second.click("#start")
+        assert wait_state(second, ["queued"], 5_000) == "queued"     # answered at once, not refused
+        status = second.locator("#train-status .train-status")
+        assert status.get_attribute("data-position") == "1" and "next in line" in status.inner_text()
+        assert not second.locator("#stop").is_disabled()              # Stop would take it out of the queue
+        second.wait_for_function("() => { const q = document.querySelector('#queue-info .queue-info');"
+                                 "  return q && q.dataset.running === '1' && q.dataset.waiting === '1'; }",
+                                 timeout=15_000)                      # the tab's line on the queue
+        assert train_state(first) == "running" and second.evaluate(TRAIN_POINTS_JS) == 0
+        assert wait_state(first, ["finished", "failed"], 180_000) == "finished"
+        wait_state(second, ["running"], 60_000)                       # its turn
+        second.wait_for_function(f"() => ({TRAIN_POINTS_JS})() >= 3 && "
+                                 "document.querySelector('#train-status .train-status').dataset.state === 'running'",
+                                 timeout=60_000)                      # live curves while it runs
+        assert wait_state(second, ["finished", "failed"], 180_000) == "finished"
+        assert second.evaluate(TEST_POINTS_JS) == 1 and first.evaluate(TEST_POINTS_JS) == 2   # each its own run
+    finally:
+        second.close()

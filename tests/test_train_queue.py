@@ -1,0 +1,272 @@
+"""The training queue: its arithmetic (pure functions) and its semantics with a fast fake run (a backend
+that emits the events of a real job, on a timer): order, one job per session, Stop and a closed tab
+while waiting, the bound, positions and ETA moving, and many sessions pressing Start at once."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mnist_web.train_queue import Pace, ordinal, queued_message, remaining_seconds, start_in
+from mnist_web.train_views import status_html
+from mnist_web.training_service import TrainingService
+
+VALUES = dict(epochs=1, batch_size=64, max_train_samples=500, device="cpu")
+
+
+class FakeBackend:
+    """A job = `steps` batches of `step` seconds each, then one epoch; or, with hold=True, until released.
+    Records the order in which jobs started (by seed) and how many ran at once."""
+
+    name = "fake"
+
+    def __init__(self, slots=1, steps=5, step=0.02):
+        self._slots, self.steps, self.step = slots, steps, step
+        self.started: list[int] = []
+        self.release = threading.Event()
+        self.hold = False
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def slots(self):
+        return self._slots
+
+    def describe(self):
+        return f"{self._slots} fake slots"
+
+    def run(self, spec, stop):
+        seed = spec["config"]["seed"]
+        with self._lock:
+            self.started.append(seed)
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            yield ("loaded", 500, 1, 0)
+            i = 0
+            while i < self.steps or (self.hold and not self.release.is_set()):
+                if stop.is_set():
+                    yield ("end", True)
+                    return
+                time.sleep(self.step)
+                i += 1
+                yield ("batch", (min(i, self.steps), self.steps, 1.0, 50.0))
+            yield ("epoch", {"epoch": 1, "epochs": 1, "lr": 0.01, "train_loss": 1.0, "train_accuracy": 50.0,
+                             "test_loss": 1.0, "test_accuracy": 50.0 + seed, "seconds": 0.1}, None)
+            yield ("end", False)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def close(self):
+        pass
+
+
+def make(tmp_path, **kw):
+    backend = FakeBackend(**{k: kw.pop(k) for k in ("slots", "steps", "step") if k in kw})
+    return TrainingService(tmp_path, backend=backend, **kw), backend
+
+
+def first_state(gen, state, limit=200):
+    for u in gen:
+        if u.state == state:
+            return u
+        limit -= 1
+        assert limit, f"never {state}"
+    raise AssertionError(f"the stream ended before {state}")
+
+
+def test_ordinal_and_words():
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+    assert queued_message(1, 65, 1, 3).startswith("Queued: next in line, starts in about 1 min 05 s (1 running")
+    assert "3rd in line" in queued_message(3, 5, 2, 4)
+    assert "when the cluster has room" in queued_message(2, None, 0, 2)
+
+
+def test_start_in_simulates_the_slots():
+    assert start_in([], [], 1) == 0.0                      # a free slot: now
+    assert start_in([10.0], [], 1) == 10.0                 # after the running one
+    assert start_in([10.0], [5.0, 5.0], 1) == 20.0         # ... and the two ahead
+    assert start_in([10.0, 4.0], [5.0], 2) == 9.0          # two slots: 4 + 5 frees before 10
+    assert start_in([10.0], [], 2) == 0.0                  # one slot still free
+    assert start_in([3.0, 1.0, 2.0], [], 2) == 2.0         # a cluster that shrank: more running than slots
+    assert start_in([1.0], [1.0], 0) is None               # no capacity: unknown
+
+
+def test_remaining_and_pace():
+    assert remaining_seconds(10.0, 2.0, 0.0) == 8.0                      # no pace of its own yet
+    assert remaining_seconds(10.0, 20.0, 0.0) == 0.5                     # late: still not done
+    assert remaining_seconds(10.0, 4.0, 0.5, training=4.0) == 6.0        # on time: the expected duration
+    assert remaining_seconds(10.0, 8.0, 0.5, training=7.0) == 7.0        # slower: its own pace says more
+    p = Pace()
+    assert p.expected(10.0) == 10.0
+    p.add(1.0, 20.0, 10.0)
+    p.add(3.0, 10.0, 10.0)
+    assert p.factor == 1.5 and p.startup == 2.0 and p.expected(10.0) == 17.0
+
+
+def test_status_html_of_a_queued_job():
+    html = status_html("queued", "Queued: 2nd in line", eta=12.34, position=2)
+    assert "data-state='queued'" in html and "data-position='2'" in html and "data-eta='12.3'" in html
+    assert "data-position" not in status_html("running", "Epoch 1", 1, 10, 5.0)
+
+
+def test_jobs_run_first_come_first_served(tmp_path):
+    s, b = make(tmp_path, slots=1)
+    finals = {}
+
+    def go(seed):
+        finals[seed] = list(s.stream({**VALUES, "seed": seed}, owner=f"s{seed}"))
+
+    threads = []
+    for seed in range(5):
+        threads.append(threading.Thread(target=go, args=(seed,)))
+        threads[-1].start()
+        time.sleep(0.03)   # pressed in this order
+    for t in threads:
+        t.join(30)
+    assert b.started == [0, 1, 2, 3, 4] and b.most == 1
+    assert all(finals[k][-1].state == "finished" for k in finals)
+    assert [u.state for u in finals[0]][0] == "loading"
+    assert [u.state for u in finals[4]][0] == "queued" and finals[4][0].position >= 1
+    assert not s.busy
+
+
+def test_one_job_per_session_waiting_or_running(tmp_path):
+    s, b = make(tmp_path, slots=1)
+    b.hold = True
+    a = s.stream({**VALUES, "seed": 1}, owner="alice")
+    first_state(a, "running")
+    again = list(s.stream({**VALUES, "seed": 2}, owner="alice"))
+    assert [u.state for u in again] == ["refused"] and "already has a run training" in again[0].message
+    bob = s.stream({**VALUES, "seed": 3}, owner="bob")
+    assert next(bob).state == "queued"
+    bob_again = list(s.stream({**VALUES, "seed": 4}, owner="bob"))
+    assert "already has a run waiting in the queue" in bob_again[0].message
+    b.release.set()
+    assert list(a)[-1].state == "finished" and list(bob)[-1].state == "finished"
+    assert list(s.stream({**VALUES, "seed": 5}, owner="alice"))[-1].state == "finished"   # done: may start again
+    assert b.started == [1, 3, 5]
+
+
+def test_stop_takes_a_waiting_job_out_and_the_others_move_up(tmp_path):
+    s, b = make(tmp_path, slots=1)
+    b.hold = True
+    a = s.stream({**VALUES, "seed": 1}, owner="a")
+    first_state(a, "running")
+    w2, w3 = s.stream({**VALUES, "seed": 2}, owner="b"), s.stream({**VALUES, "seed": 3}, owner="c")
+    assert next(w2).position == 1 and next(w3).position == 2
+    assert s.stop("b") and not s.stop("nobody")
+    out = list(w2)
+    assert out[-1].state == "stopped" and "Taken out of the queue" in out[-1].message
+    assert first_state(w3, "queued").position == 1           # moved up at once
+    b.release.set()
+    assert list(a)[-1].state == "finished" and list(w3)[-1].state == "finished"
+    assert b.started == [1, 3]                                # the stopped one never ran
+
+
+def test_a_closed_tab_leaves_the_queue(tmp_path):
+    s, b = make(tmp_path, slots=1)
+    b.hold = True
+    a = s.stream({**VALUES, "seed": 1}, owner="a")
+    first_state(a, "running")
+    gone = s.stream({**VALUES, "seed": 2}, owner="tab")
+    assert next(gone).state == "queued"
+    gone.close()                        # what Gradio does when the page goes away
+    assert s.status()["waiting"] == 0
+    b.release.set()
+    list(a)
+    assert b.started == [1] and not s.busy
+    # a closed tab also stops its running job
+    b.release.clear()
+    run = s.stream({**VALUES, "seed": 3}, owner="tab")
+    first_state(run, "running")
+    run.close()
+    assert not s.busy and b.now == 0
+
+
+def test_the_queue_is_bounded(tmp_path):
+    s, b = make(tmp_path, slots=1, max_waiting=2)
+    b.hold = True
+    a = s.stream({**VALUES, "seed": 1}, owner="a")
+    first_state(a, "running")
+    waiting = [s.stream({**VALUES, "seed": k}, owner=f"w{k}") for k in (2, 3)]
+    assert [next(w).state for w in waiting] == ["queued", "queued"]
+    full = list(s.stream({**VALUES, "seed": 4}, owner="late"))
+    assert [u.state for u in full] == ["refused"] and "the training queue is full (2 runs waiting)" in full[0].message
+    assert s.status() == {**s.status(), "running": 1, "waiting": 2}
+    waiting[0].close()
+    late = s.stream({**VALUES, "seed": 5}, owner="late")
+    assert next(late).state == "queued"                       # room again
+    b.release.set()
+    assert list(a)[-1].state == "finished" and list(waiting[1])[-1].state == "finished"
+    assert list(late)[-1].state == "finished" and b.started == [1, 3, 5]
+
+
+def test_positions_and_eta_move_with_the_queue(tmp_path):
+    s, b = make(tmp_path, slots=1, steps=20, step=0.05)      # 1 s runs
+    list(s.stream({**VALUES, "seed": 0}, owner="warmup"))     # one finished run: a measured pace
+    gens = [s.stream({**VALUES, "seed": k}, owner=f"s{k}") for k in (1, 2, 3)]
+    last = gens[-1]
+    seen = []
+    for g in gens[:-1]:
+        threading.Thread(target=list, args=(g,), daemon=True).start()
+    for u in last:
+        if u.state == "queued":
+            seen.append((time.monotonic(), u.position, u.eta_seconds))
+        elif u.state in ("loading", "running"):
+            start = time.monotonic()
+            break
+    list(last)
+    positions = [p for _, p, _ in seen]
+    assert positions[0] == 2 and positions == sorted(positions, reverse=True) and 1 in positions
+    # the ETA counts down as the queue moves: each shown start time stays close to the real one
+    assert all(eta is not None and eta >= 0 for _, _, eta in seen)
+    first_t, _, first_eta = seen[0]
+    assert first_eta > 0.5 and seen[-1][2] < first_eta
+    assert abs((first_t + first_eta) - start) < 1.5, (first_eta, start - first_t)   # the fake runs take 1 s each
+
+
+def test_many_sessions_pressing_start_at_once_lose_and_duplicate_nothing(tmp_path):
+    n = 30
+    s, b = make(tmp_path, slots=2, steps=2, step=0.005, max_waiting=n)
+    gate = threading.Barrier(n)
+    finals, errors = {}, []
+
+    def go(k):
+        try:
+            gate.wait()
+            finals[k] = list(s.stream({**VALUES, "seed": k}, owner=f"s{k}"))[-1]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(finals) == list(range(n)) and all(u.state == "finished" for u in finals.values())
+    assert sorted(b.started) == list(range(n)) and b.most == 2     # each exactly once, never more than 2 at once
+    assert [finals[k].test_points[-1][2] for k in range(n)] == [50.0 + k for k in range(n)]   # each its own
+    assert not s.busy and s.status()["running"] == 0
+
+
+@pytest.mark.parametrize("values", [dict(epochs=0), dict(epochs=50, max_train_samples=60_000, batch_size=1)])
+def test_bad_or_over_budget_values_never_enter_the_queue(tmp_path, values):
+    s, b = make(tmp_path)
+    out = list(s.stream({**VALUES, **values, "seed": 1}, owner="x"))
+    assert [u.state for u in out] == ["refused"] and out[0].message.startswith("Not started")
+    assert b.started == [] and not s.busy
+
+
+def test_a_runs_progress_leaves_room_for_its_evaluation():
+    """After its last batch a run still evaluates 10,000 test images: for the ETA of the jobs behind it,
+    an epoch's batches are only their share of it (the budget's CPU cost model)."""
+    from mnist_core.config import make_config
+    from mnist_web.training_service import epoch_train_share
+
+    small = epoch_train_share(make_config(epochs=1, max_train_samples=10_000, device="cpu"))
+    recipe = epoch_train_share(make_config(device="cpu"))
+    assert 0.5 < small < 0.7 and 0.85 < recipe < 0.95
