@@ -96,7 +96,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         mode, so /train and /stop do not exist there."""
         defaults = TrainConfig()
         onnx_missing = missing_exporter()
-        with gr.Tab("Train", id="train"):
+        with gr.Tab("Train", id="train") as train_tab_block:
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
                         "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
             with gr.Row():  # precision=None: the server sees the number as typed, so 2.5 epochs is refused, not rounded
@@ -168,8 +168,15 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                          compare_pick], api_name="train",
                         concurrency_limit=None, show_progress="hidden")  # the service queues: Start answers at once
         stop_btn.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
-        gr.Timer(QUEUE_REFRESH_SECONDS).tick(tr.queue_info, None, [queue_info], api_visibility="private",
-                                             show_progress="hidden", concurrency_limit=None, queue=False)
+        # The queue line refreshes only while the Train tab is shown: the Draw tab costs no request at all.
+        timer = gr.Timer(QUEUE_REFRESH_SECONDS, active=False)
+        timer.tick(tr.queue_info, None, [queue_info], api_visibility="private", show_progress="hidden",
+                   concurrency_limit=None, queue=False)
+        train_tab_block.select(lambda: (gr.Timer(active=True), tr.queue_info()), None, [timer, queue_info],
+                               api_visibility="private", show_progress="hidden", queue=False)
+        for other in (draw_tab, inspect_tab):
+            other.select(lambda: gr.Timer(active=False), None, [timer], api_visibility="private",
+                         show_progress="hidden", queue=False)
         compare_pick.change(tr.compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
                             show_progress="hidden")
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
@@ -198,7 +205,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         gr.Markdown("# Draw a digit\nA 7,416-parameter CNN reads your drawing as you draw."
                     + (" Train your own in the **Train** tab and draw against it." if train_enabled else ""))
         model_key = gr.State(default_key)
-        with gr.Tab("Draw", id="draw"):
+        with gr.Tab("Draw", id="draw") as draw_tab:
             with gr.Row():
                 with gr.Column(scale=1, min_width=340):
                     pad = sketch_canvas(model=default_key, elem_id="sketchpad")
