@@ -15,7 +15,7 @@ const STAGES = [['conv1', 8, 26, 3, 0, 3], ['conv2', 16, 24, 3, 1, 5], ['transit
   ['conv3', 16, 10, 6, 3, 10], ['conv4', 8, 8, 7, 4, 14], ['conv5', 16, 6, 9, 5, 18], ['conv6', 16, 4, 12, 6, 22]];
 const FOLDED = { transition: 'conv2', conv4: 'conv3', conv5: 'conv4', conv6: 'conv5' };  // BN folded in
 const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
-const state = window.MnistNetwork = { updates: 0, shown: {}, selected: null, visible: true };
+const state = window.MnistNetwork = { updates: 0, renderMs: 0, shown: {}, selected: null, visible: true };
 let frame = null, dirty = false, latest = null;
 
 const el = (tag, attrs = {}, text = '') => {
@@ -97,6 +97,7 @@ function viewData(r) {
 
 function render() {
   frame = null;
+  const t0 = performance.now();
   if (!state.visible || root.offsetParent === null) { dirty = true; return; }
   dirty = false;
   const r = latest;
@@ -118,9 +119,10 @@ function render() {
     note.textContent = `Colours: per layer, black = 0 up to white = that layer's largest value (blue/orange: negative/positive). `
       + 'Each block is shown after its ReLU, before its BatchNorm. Click a map to see what that unit looks for.';
   }
-  state.updates += 1;
-  root.dataset.updates = String(state.updates);
   if (state.selected) drawUnitActivation();
+  state.updates += 1;
+  state.renderMs += performance.now() - t0;       // for benchmarks/network_view.py
+  root.dataset.updates = String(state.updates);
 }
 function schedule() { if (frame === null) frame = requestAnimationFrame(render); }
 live.onResult = r => { latest = r; schedule(); };
