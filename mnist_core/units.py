@@ -36,7 +36,9 @@ MAP_STAGES = [name for name, _, size in STAGES if size > 1]          # the 7 sta
 CHANNELS = {name: c for name, c, _ in STAGES}
 FOLD_LAYER = {"conv1": 0, "conv2": 1, "transition": 2, "conv3": 3, "conv4": 4, "conv5": 5, "conv6": 6}
 TOP = 9
-INDEXING_NOTE = "Finding the training digits each unit likes best (once per model, about 10-20 s)..."
+BATCH = 128          # digits per step of the index build: ~15 MB of activations at a time
+PAUSE = 0.5          # the background build sleeps half as long as each batch took (2/3 of a core at most)
+INDEXING_NOTE = "Finding the training digits each unit likes best (once per model, about 20-30 s)..."
 
 
 class UnitError(ValueError):
@@ -133,13 +135,16 @@ class UnitIndex:
     @classmethod
     @torch.inference_mode()
     def build(cls, model: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, mean: float, std: float,
-              batch: int = 250, top: int = TOP) -> UnitIndex:
+              batch: int = BATCH, top: int = TOP, pause: float = 0.0) -> UnitIndex:
+        """One pass over the images; after each batch, sleep `pause` times as long as it took (the app's
+        background build leaves the cores to the drawing half of the time)."""
         t0 = time.perf_counter()
         model.eval()
         best_s = {s: torch.full((CHANNELS[s], 0), -np.inf) for s in MAP_STAGES}
         best_i = {s: torch.zeros((CHANNELS[s], 0), dtype=torch.int64) for s in MAP_STAGES}
         best_p = {s: torch.zeros((CHANNELS[s], 0), dtype=torch.int64) for s in MAP_STAGES}
         for start in range(0, len(images_u8), batch):
+            tb = time.perf_counter()
             x = ((images_u8[start:start + batch].float() / 255.0 - mean) / std).reshape(-1, 1, 28, 28)
             maps = _maps(model, x)
             for s in MAP_STAGES:
@@ -151,6 +156,8 @@ class UnitIndex:
                 k = min(top, s_all.shape[1])
                 best_s[s], pos = torch.topk(s_all, k, dim=1)
                 best_i[s], best_p[s] = i_all.gather(1, pos), p_all.gather(1, pos)
+            if pause > 0:
+                time.sleep(pause * (time.perf_counter() - tb))
         return cls({s: v.numpy().astype(np.float32) for s, v in best_s.items()},
                    {s: v.numpy().astype(np.int32) for s, v in best_i.items()},
                    {s: v.numpy().astype(np.int16) for s, v in best_p.items()},
@@ -179,8 +186,8 @@ class UnitService:
     """One UnitIndex per loaded model (keyed weakly by the Predictor), built once in the background on
     the training digits of an InsightService (MNIST read once, shared with the look-alikes)."""
 
-    def __init__(self, insight) -> None:
-        self.insight = insight
+    def __init__(self, insight, pause: float = PAUSE) -> None:
+        self.insight, self.pause = insight, pause
         self._lock = threading.Lock()
         self._index: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._building: weakref.WeakSet = weakref.WeakSet()
@@ -192,7 +199,8 @@ class UnitService:
             if predictor in self._index:
                 return self._index[predictor]
         train, _ = self.insight.data()
-        built = UnitIndex.build(predictor.model, train.images, train.labels, predictor.mean, predictor.std)
+        built = UnitIndex.build(predictor.model, train.images, train.labels, predictor.mean, predictor.std,
+                                pause=self.pause)
         with self._lock:
             return self._index.setdefault(predictor, built)
 

@@ -104,9 +104,14 @@ function render() {
   if (!r || r.empty || !r.stages) {
     for (const list of Object.values(canvases)) for (const cv of list) paint(cv, [], 0, 0, 0, 0);
     state.shown = {};
-    root.dataset.state = live.net ? 'empty' : 'server';
-    note.textContent = live.net ? 'Draw a digit: every layer of the network lights up as you draw. Click a map to see what that unit looks for.'
-      : 'The network view needs the page\'s own copy of the network (its weights have not loaded), so it stays dark; the label comes from the server.';
+    const mode = live.net ? 'empty' : (document.querySelector('#sketchpad .sketch[data-live="loading"]') ? 'loading' : 'server');
+    root.dataset.state = mode;
+    if (mode !== 'empty') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second)
+    note.textContent = {
+      empty: 'Draw a digit: every layer of the network lights up as you draw. Click a map to see what that unit looks for.',
+      loading: 'Loading the network\'s weights into the page...',
+      server: 'The network view needs the page\'s own copy of the network (its weights did not load), so it stays dark; '
+        + 'the label comes from the server. Scripts can ask /activations.' }[mode];
   } else {
     const d = viewData(r);
     for (const [name, channels, side] of STAGES) {
@@ -132,6 +137,7 @@ new IntersectionObserver(entries => {
 }).observe(root);
 if (live.last) { latest = live.last; }
 schedule();
+
 
 // ------------------------------------------------------------------ one unit
 function stageInfo(name) { return STAGES.find(s => s[0] === name); }

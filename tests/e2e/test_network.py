@@ -189,6 +189,8 @@ def test_phone_layout_keeps_two_px_per_cell(browser, server, options):
         assert min(left for _, _, left, _ in cells) >= 0 and max(right for *_, right in cells) <= 390
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390
         pg.locator("#network").scroll_into_view_if_needed()
+        # drawn once in view (it is skipped while off screen), with the page's network: not 'server'
+        pg.wait_for_function("document.querySelector('#network').dataset.state === 'empty'")
         pg.screenshot(path=str(ARTIFACTS / "network_phone.png"), full_page=True)
     finally:
         pg.close()
