@@ -32,11 +32,13 @@ from mnist_core.insight import SORT_ORDERS, InsightService
 from mnist_core.predict import Prediction
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
+from mnist_core.units import UnitService
 from mnist_web.backends import BackendError, LocalBackend, make_backend
-from mnist_web.components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, ApiSketchpad, Label, sketch_canvas
+from mnist_web.components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, ApiSketchpad, Label, network_view, sketch_canvas
 from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_web.insight_views import CSS as INSIGHT_CSS
 from mnist_web.insight_views import heat_html
+from mnist_web.network import NetworkHandlers, unit_route
 from mnist_web.queue_status import queue_status_route
 from mnist_web.train_views import compare_charts, curve_charts, queue_html, status_html
 from mnist_web.train_views import confusion_html as run_confusion_html
@@ -88,6 +90,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
     default_key = SHIPPED_KEY if any(k == SHIPPED_KEY for _, k in first) else (first[0][1] if first else None)
 
     draw = DrawHandlers(registry, insight, Path(checkpoint))
+    network = NetworkHandlers(registry, UnitService(insight))   # the network view's /activations, /unit
     tr = TrainHandlers(trainer, runs, registry, export_dir)
 
     # ------------------------------------------------------------------------------ Train tab
@@ -221,6 +224,9 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                     model_msg = gr.Markdown("" if default_key else
                                             f"**No model found** at `{checkpoint}`: train one in the Train tab.",
                                             elem_id="model-msg")
+            with gr.Accordion("Inside the network: every layer as you draw (click a map for its unit)", open=True,
+                              elem_id="network-panel"):
+                network_view(elem_id="network-view")
             show_why = gr.Checkbox(True, elem_id="show-why",
                                    label="Show why: the evidence for the top class and look-alike training digits")
             with gr.Row(visible=True, elem_id="why") as why_row:
@@ -273,12 +279,15 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                             concurrency_id="classify", api_visibility="private"
                      ).then(draw.explain_strokes, [pad, model_key, show_why], why, show_progress="hidden",
                             concurrency_id="explain", api_visibility="private")
+        # the network view's data for scripts (the page computes its own maps and asks GET /mnist/unit)
+        gr.api(network.activations, api_name="activations", concurrency_id="classify")
+        gr.api(network.unit, api_name="unit", concurrency_id="explain")
         picker.focus(draw.refresh_models, [model_key], [picker], show_progress="hidden", api_visibility="private")
         if train_enabled:
             train_tab()
             demo.unload(tr.on_unload)
     demo.queue(max_size=max_queue)
-    demo.mnist_routes = [weights_route(registry)]   # served beside Gradio's own by launch() below
+    demo.mnist_routes = [weights_route(registry), unit_route(network)]   # served beside Gradio's own by launch()
     if train_enabled:
         demo.mnist_routes.append(queue_status_route(trainer))   # GET /queue_status
     demo.mnist_trainer = trainer

@@ -3,6 +3,7 @@
 - ApiSketchpad: the input of the `/classify` API, bounded (no blob route, few layers, headers checked).
 - Label: a gr.Label that shows the headline it is given ("7?" when unsure).
 - sketch_canvas: the Draw tab's canvas, a gr.HTML custom component whose front end lives in web/.
+- network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
 """
 from __future__ import annotations
 
@@ -85,6 +86,13 @@ def sketch_canvas(model: str | None = None, **kw) -> gr.HTML:
     return gr.HTML(value="", html_template=web_file("sketch.html"), css_template=web_file("sketch.css"),
                    js_on_load=web_file("mnistnet.js") + "\n" + web_file("sketch.js"), apply_default_css=False,
                    model=model or "", **kw)
+
+
+def network_view(**kw) -> gr.HTML:
+    """The Draw tab's network view: every stage's maps for the current drawing, drawn in the page from
+    the page's own forward pass (web/network.html, network.css, network.js); click a map for its unit."""
+    return gr.HTML(value="", html_template=web_file("network.html"), css_template=web_file("network.css"),
+                   js_on_load=web_file("network.js"), apply_default_css=False, **kw)
 
 
 LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page

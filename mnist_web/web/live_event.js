@@ -9,6 +9,7 @@
     const drawing = value ? JSON.parse(value) : { width: 320, height: 320, brush: 22, strokes: [] };
     const r = window.MnistNet.predict(net, drawing);
     live.last = r;                         // for the network view and the tests
+    if (live.onResult) live.onResult(r);   // the network view: draws in the next animation frame
     return [window.MnistNet.labelValue(r), window.MnistNet.predictionHtml(r, net.description)];
   } catch (err) {
     console.warn('MNIST: the page could not compute the label; the server answers instead:', err.message);

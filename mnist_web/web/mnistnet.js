@@ -149,11 +149,13 @@
     return { x: out, h: oh, w: ow };
   }
 
-  // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}
+  // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}; the pooled
+  // stage (conv6) also keeps its map before the pool as stages[6].pre = {h, w, data} (16 x 4 x 4)
   function forward(net, image) {
     let x = new Float64Array(FIELD * FIELD), h = FIELD, w = FIELD, c = 1;
     for (let i = 0; i < x.length; i++) x[i] = (image[i] - net.mean) / net.std;
     const stages = [];
+    let pre = null;
     for (const L of net.layers) {
       ({ x, h, w } = conv(x, c, h, w, L));
       c = L.cout;
@@ -166,11 +168,13 @@
         }
         x = out; h = oh; w = ow;
       } else if (L.pool === 'avg4') {
+        pre = { h, w, data: x };             // conv6's 4x4 maps before the pool (the network view shows them)
         const out = new Float64Array(c);
         for (let ch = 0; ch < c; ch++) { let s = 0; for (let i = 0; i < h * w; i++) s += x[ch * h * w + i]; out[ch] = s / (h * w); }
         x = out; h = 1; w = 1;
       }
-      stages.push({ name: L.name, channels: c, h, w, data: x });
+      stages.push(pre ? { name: L.name, channels: c, h, w, data: x, pre } : { name: L.name, channels: c, h, w, data: x });
+      pre = null;
     }
     let m = -Infinity;
     for (const v of x) m = Math.max(m, v);

@@ -49,7 +49,9 @@ def to_screen(pg, pts):
 
 
 def draw(pg, strokes, steps: int = 4):
-    """Each stroke is one mouse drag through its points."""
+    """Each stroke is one mouse drag through its points (the canvas scrolled into view first: mouse
+    coordinates are the viewport's, and a click further down the page may have scrolled it away)."""
+    pg.locator("#sketchpad canvas").first.scroll_into_view_if_needed()
     for stroke in strokes:
         pts = to_screen(pg, stroke)
         pg.mouse.move(*pts[0])

@@ -1,0 +1,243 @@
+// The network view (Draw tab): every stage's activation maps for the current drawing, from the page's
+// own forward pass (web/mnistnet.js; window.MnistLive.last, set by web/live_event.js): no request per
+// update. Drawn in the animation frame after the label, skipped while the view is off screen.
+// Click a map: that unit's incoming weights (the page's folded weights), its activation on the drawing,
+// and its top 9 training digits (GET mnist/unit, once per click) with the peak's receptive field.
+// Run by Gradio as the gr.HTML's js_on_load (`element`). Markup for tests: #network, one element per
+// stage with data-layer / data-channels; window.MnistNetwork = {updates, shown, select}.
+const root = element.querySelector('#network');
+const stagesEl = root.querySelector('.net-stages');
+const unitEl = root.querySelector('.net-unit');
+const note = root.querySelector('.net-note');
+const UNIT_URL = 'mnist/unit';
+// view name, channels, side, CSS px per cell, where in forward()'s stages, receptive field (px)
+const STAGES = [['conv1', 8, 26, 3, 0, 3], ['conv2', 16, 24, 3, 1, 5], ['transition', 8, 12, 5, 2, 6],
+  ['conv3', 16, 10, 6, 3, 10], ['conv4', 8, 8, 7, 4, 14], ['conv5', 16, 6, 9, 5, 18], ['conv6', 16, 4, 12, 6, 22]];
+const FOLDED = { transition: 'conv2', conv4: 'conv3', conv5: 'conv4', conv6: 'conv5' };  // BN folded in
+const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
+const state = window.MnistNetwork = { updates: 0, renderMs: 0, shown: {}, selected: null, visible: true };
+let frame = null, dirty = false, latest = null;
+
+const el = (tag, attrs = {}, text = '') => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text) e.textContent = text;
+  return e;
+};
+function mapCanvas(w, h, scale, attrs = {}) {
+  const c = el('canvas', { width: w, height: h, ...attrs });
+  c.style.width = `${w * scale}px`; c.style.height = `${h * scale}px`;
+  return c;
+}
+
+// ------------------------------------------------------------------ layout (built once)
+const canvases = {};
+for (const [name, channels, side, scale, , rf] of STAGES) {
+  const sec = el('section', { class: 'net-stage', 'data-layer': name, 'data-channels': channels, 'data-size': side });
+  const h = el('h4', {}, `${name} `);
+  h.append(el('span', {}, `${channels} x ${side}x${side}, receptive field ${rf} px`));
+  const maps = el('div', { class: 'net-maps' });
+  canvases[name] = [];
+  for (let c = 0; c < channels; c++) {
+    const cv = mapCanvas(side, side, scale, { 'data-channel': c, title: `${name} channel ${c}: click to see what it looks for`,
+                                               role: 'button', tabindex: '0', 'aria-label': `${name} channel ${c}` });
+    maps.append(cv); canvases[name].push(cv);
+  }
+  sec.append(h, maps); stagesEl.append(sec);
+}
+for (const [name, channels, title] of [['gap', 16, 'the 16 pooled features (mean of each conv6 map)'],
+                                         ['out', 10, 'the 10 outputs (logits; digits 0-9)']]) {
+  const sec = el('section', { class: 'net-stage', 'data-layer': name, 'data-channels': channels, 'data-size': 1 });
+  const h = el('h4', {}, `${name} `); h.append(el('span', {}, title));
+  const scale = name === 'gap' ? 16 : 22;
+  const cv = mapCanvas(channels, 1, scale);
+  canvases[name] = [cv];
+  const maps = el('div', { class: 'net-maps' });
+  if (name === 'out') {
+    const box = el('div'), digits = el('div', { class: 'net-out-digits' });
+    for (let d = 0; d < 10; d++) { const s = el('span', {}, String(d)); s.style.width = `${scale}px`; digits.append(s); }
+    box.append(cv, digits); maps.append(box);
+  } else maps.append(cv);
+  sec.append(h, maps); stagesEl.append(sec);
+}
+
+// ------------------------------------------------------------------ colours
+// ReLU stages (all >= 0): black -> red -> yellow -> white by value / the stage's maximum; stages with
+// negative values (transition, out): blue (negative) / black / orange (positive) by the largest |value|.
+function paint(cv, data, offset, n, lo, hi) {
+  const ctx = cv.getContext('2d'), img = ctx.createImageData(cv.width, cv.height), px = img.data;
+  const signed = lo < 0, span = signed ? Math.max(-lo, hi) : hi;
+  for (let i = 0; i < n; i++) {
+    const t = span > 0 ? data[offset + i] / span : 0;
+    let r, g, b;
+    if (signed) {
+      const a = Math.min(1, Math.abs(t));
+      if (t >= 0) { r = 255 * a; g = 150 * a; b = 0; } else { r = 0; g = 120 * a; b = 255 * a; }
+    } else {
+      const a = Math.min(1, Math.max(0, t));
+      r = 255 * Math.min(1, 2 * a); g = 255 * Math.min(1, Math.max(0, 2 * a - 0.8)); b = 255 * Math.max(0, 3 * a - 2);
+    }
+    px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+function range(data) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of data) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [Math.min(lo, 0), Math.max(hi, 0)];
+}
+
+// The maps of a prediction as the view defines them: {name: Float64Array} (conv6: its 4x4 maps).
+function viewData(r) {
+  const out = {};
+  for (const [name, , , , at] of STAGES) out[name] = name === 'conv6' ? r.stages[at].pre.data : r.stages[at].data;
+  out.gap = r.stages[6].data; out.out = r.stages[7].data;
+  return out;
+}
+
+function render() {
+  frame = null;
+  const t0 = performance.now();
+  if (!state.visible || root.offsetParent === null) { dirty = true; return; }
+  dirty = false;
+  const r = latest;
+  if (!r || r.empty || !r.stages) {
+    for (const list of Object.values(canvases)) for (const cv of list) paint(cv, [], 0, 0, 0, 0);
+    state.shown = {};
+    const mode = live.net ? 'empty' : (document.querySelector('#sketchpad .sketch[data-live="loading"]') ? 'loading' : 'server');
+    root.dataset.state = mode;
+    if (mode !== 'empty') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second)
+    note.textContent = {
+      empty: 'Draw a digit: every layer of the network lights up as you draw. Click a map to see what that unit looks for.',
+      loading: 'Loading the network\'s weights into the page...',
+      server: 'The network view needs the page\'s own copy of the network (its weights did not load), so it stays dark; '
+        + 'the label comes from the server. Scripts can ask /activations.' }[mode];
+  } else {
+    const d = viewData(r);
+    for (const [name, channels, side] of STAGES) {
+      const [lo, hi] = range(d[name]);
+      for (let c = 0; c < channels; c++) paint(canvases[name][c], d[name], c * side * side, side * side, lo, hi);
+    }
+    for (const name of ['gap', 'out']) { const [lo, hi] = range(d[name]); paint(canvases[name][0], d[name], 0, d[name].length, lo, hi); }
+    state.shown = d;
+    root.dataset.state = 'live';
+    note.textContent = `Colours: per layer, black = 0 up to white = that layer's largest value (blue/orange: negative/positive). `
+      + 'Each block is shown after its ReLU, before its BatchNorm. Click a map to see what that unit looks for.';
+  }
+  if (state.selected) drawUnitActivation();
+  state.updates += 1;
+  state.renderMs += performance.now() - t0;       // for benchmarks/network_view.py
+  root.dataset.updates = String(state.updates);
+}
+function schedule() { if (frame === null) frame = requestAnimationFrame(render); }
+live.onResult = r => { latest = r; schedule(); };
+new IntersectionObserver(entries => {
+  state.visible = entries.some(e => e.isIntersecting);
+  if (state.visible && dirty) schedule();
+}).observe(root);
+if (live.last) { latest = live.last; }
+schedule();
+
+
+// ------------------------------------------------------------------ one unit
+function stageInfo(name) { return STAGES.find(s => s[0] === name); }
+
+function drawUnitActivation() {
+  const sel = state.selected, cv = unitEl.querySelector('canvas.net-unit-act'), txt = unitEl.querySelector('.net-unit-peak');
+  if (!sel || !cv) return;
+  const [, , side] = stageInfo(sel.stage), d = state.shown[sel.stage];
+  if (!d) { paint(cv, [], 0, 0, 0, 0); txt.textContent = 'nothing drawn'; return; }
+  const off = sel.channel * side * side;
+  let hi = 0, at = 0;
+  for (let i = 0; i < side * side; i++) if (d[off + i] > hi) { hi = d[off + i]; at = i; }
+  paint(cv, d, off, side * side, 0, hi);
+  txt.textContent = `peak ${hi.toFixed(3)} at row ${Math.floor(at / side)}, column ${at % side}`;
+}
+
+function weightImages(sel) {
+  const net = live.net, [, , , , at] = stageInfo(sel.stage), L = net && net.layers[at];
+  const row = el('div', { class: 'row net-unit-weights' });
+  if (!L) { row.append(el('span', { class: 'muted' }, 'the weights have not loaded')); return row; }
+  const kk = L.k * L.k, base = sel.channel * L.cin * kk;
+  let span = 0;
+  for (let i = 0; i < L.cin * kk; i++) span = Math.max(span, Math.abs(L.w[base + i]));
+  for (let c = 0; c < L.cin; c++) {
+    const cv = mapCanvas(L.k, L.k, L.k === 1 ? 14 : 10, { 'data-input': c, title: `from input channel ${c}` });
+    paint(cv, L.w, base + c * kk, kk, -span, span);
+    row.append(cv);
+  }
+  return row;
+}
+
+function digitFigure(t) {
+  const cv = mapCanvas(28, 28, 2);
+  const ctx = cv.getContext('2d'), img = ctx.createImageData(28, 28);
+  t.image.flat().forEach((v, i) => { img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255; });
+  ctx.putImageData(img, 0, 0);
+  const [top, left, size] = t.box;
+  ctx.strokeStyle = '#f00'; ctx.lineWidth = 1;
+  ctx.strokeRect(left + 0.5, top + 0.5, Math.min(size, 28 - left) - 1, Math.min(size, 28 - top) - 1);
+  const f = el('figure', { class: 'net-top', 'data-index': t.index, 'data-score': t.score });
+  f.append(cv, el('figcaption', {}, `#${t.index}: ${t.label} (${t.score.toFixed(2)})`));
+  return f;
+}
+
+async function loadTop(sel, tries = 0) {
+  const box = unitEl.querySelector('.net-unit-top');
+  try {
+    const url = new URL(UNIT_URL, document.baseURI);
+    url.searchParams.set('key', live.key || ''); url.searchParams.set('stage', sel.stage); url.searchParams.set('channel', sel.channel);
+    const res = await fetch(url, { credentials: 'same-origin' });
+    const body = await res.json();
+    if (state.selected !== sel) return;
+    box.replaceChildren();
+    if (body.error) { box.append(el('p', { class: 'muted net-unit-note' }, body.error)); return; }
+    if (!body.ready) {
+      box.append(el('p', { class: 'muted net-unit-note' }, body.note));
+      if (tries < 40 && !/^No top digits/.test(body.note)) setTimeout(() => state.selected === sel && loadTop(sel, tries + 1), 3000);
+      return;
+    }
+    const row = el('div', { class: 'row' });
+    body.top.forEach(t => row.append(digitFigure(t)));
+    box.append(row);
+    unitEl.dataset.top = String(body.top.length);
+  } catch (err) {
+    if (state.selected === sel) box.replaceChildren(el('p', { class: 'muted net-unit-note' }, `No top digits: ${err.message}`));
+  }
+}
+
+function select(stage, channel) {
+  const info = stageInfo(stage);
+  if (!info || !(channel >= 0 && channel < info[1])) return false;
+  for (const cv of root.querySelectorAll('.net-maps canvas.selected')) cv.classList.remove('selected');
+  canvases[stage][channel].classList.add('selected');
+  const sel = state.selected = { stage, channel };
+  const [, , side, scale, , rf] = info, L = live.net && live.net.layers[info[4]];
+  unitEl.hidden = false;
+  unitEl.dataset.stage = stage; unitEl.dataset.channel = String(channel); unitEl.dataset.top = '0';
+  const head = el('h4', {}, `${stage}, channel ${channel}: what it looks for (receptive field ${rf}x${rf} px)`);
+  const close = el('button', { type: 'button', class: 'net-close' }, 'close');
+  close.addEventListener('click', () => { state.selected = null; unitEl.hidden = true; canvases[stage][channel].classList.remove('selected'); });
+  head.append(close);
+  const wNote = FOLDED[stage] ? `with ${FOLDED[stage]}'s BatchNorm folded in, as the page computes` : 'as trained (no BatchNorm before it)';
+  const act = mapCanvas(side, side, Math.max(scale * 2, 6), { class: 'net-unit-act' });
+  unitEl.replaceChildren(head,
+    el('p', { class: 'muted' }, `Incoming weights, one ${L ? L.k : ''}x${L ? L.k : ''} image per input channel (${L ? L.cin : ''}), ${wNote}; `
+      + `blue negative, orange positive${L ? `, bias ${L.b[channel].toFixed(3)}` : ''}:`),
+    weightImages(sel),
+    el('p', { class: 'muted' }, 'Its activation on your drawing:'), act, el('p', { class: 'net-unit-peak muted' }),
+    el('p', { class: 'muted' }, 'The 9 training digits (of 60,000) that excite it most, the receptive field of the peak outlined:'),
+    el('div', { class: 'net-unit-top' }, ''));
+  drawUnitActivation();
+  loadTop(sel);
+  return true;
+}
+state.select = select;
+stagesEl.addEventListener('click', e => {
+  const cv = e.target.closest('canvas[data-channel]');
+  if (cv) select(cv.closest('[data-layer]').dataset.layer, Number(cv.dataset.channel));
+});
+stagesEl.addEventListener('keydown', e => {
+  const cv = e.target.closest && e.target.closest('canvas[data-channel]');
+  if (cv && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); cv.click(); }
+});
