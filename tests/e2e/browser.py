@@ -131,3 +131,9 @@ def open_page(browser, url: str, height: int = 1000, **options):
     pg.goto(url)
     pg.wait_for_selector("#sketchpad canvas")
     return pg
+
+
+def not_the_queue_poll(request) -> bool:
+    """Every request but the Train tab's queue line refresh (a timer's quick `run/predict`, every 3 s
+    while that line can be seen; it has nothing to do with drawing)."""
+    return "/gradio_api/run/predict" not in request.url
