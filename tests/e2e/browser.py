@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import socket
+import time
 from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -137,3 +138,12 @@ def not_the_queue_poll(request) -> bool:
     """Every request but the Train tab's queue line refresh (a timer's quick `run/predict`, every 3 s
     while that line can be seen; it has nothing to do with drawing)."""
     return "/gradio_api/run/predict" not in request.url
+
+
+def quiet(pg, ms: float = 800, timeout: float = 30):
+    """Wait until the page has started no request for `ms` (its own load-time events are done)."""
+    last = [time.perf_counter()]
+    pg.on("request", lambda r: last.__setitem__(0, time.perf_counter()))
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() - last[0] < ms / 1000 and time.perf_counter() < deadline:
+        pg.wait_for_timeout(100)

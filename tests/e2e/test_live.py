@@ -34,6 +34,7 @@ from tests.e2e.browser import (
     launch_browser,
     not_the_queue_poll,
     open_page,
+    quiet,
     wait_label,
 )
 from tests.mnist_strokes import random_drawings
@@ -86,15 +87,6 @@ def wait_until(pg, condition, timeout: float = 30):
     while not condition():
         assert time.perf_counter() < deadline, "timed out"
         pg.wait_for_timeout(50)
-
-
-def quiet(pg, ms: float = 800, timeout: float = 30):
-    """Wait until the page has started no request for `ms` (its own load-time events are done)."""
-    last = [time.perf_counter()]
-    pg.on("request", lambda r: last.__setitem__(0, time.perf_counter()))
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() - last[0] < ms / 1000 and time.perf_counter() < deadline:
-        pg.wait_for_timeout(100)
 
 
 def source(pg):

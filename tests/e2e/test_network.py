@@ -5,14 +5,13 @@ the shipped model, within 1e-4), a clicked channel's weights, activation and top
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
 
 from mnist_core.data import load_mnist
 from mnist_core.predict import Predictor
-from tests.e2e.browser import ARTIFACTS, DIGITS, PHONE, clear, draw, not_the_queue_poll, open_page, to_screen
+from tests.e2e.browser import ARTIFACTS, DIGITS, PHONE, clear, draw, not_the_queue_poll, open_page, quiet, to_screen
 from tests.network_ref import hooked_stages
 
 LAYERS = {"conv1": (8, 26), "conv2": (16, 24), "transition": (8, 12), "conv3": (16, 10), "conv4": (8, 8),
@@ -29,15 +28,6 @@ def live_page(browser, server, **options):
     pg.wait_for_selector("#network [data-layer='out']")
     quiet(pg)
     return pg
-
-
-def quiet(pg, ms: float = 800, timeout: float = 30):
-    """Wait until the page has started no request for `ms` (its own load-time events are done)."""
-    last = [time.perf_counter()]
-    pg.on("request", lambda r: last.__setitem__(0, time.perf_counter()))
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() - last[0] < ms / 1000 and time.perf_counter() < deadline:
-        pg.wait_for_timeout(100)
 
 
 def shown(pg):
