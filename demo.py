@@ -34,7 +34,15 @@ from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
 from mnist_core.units import UnitService
 from mnist_web.backends import BackendError, LocalBackend, make_backend
-from mnist_web.components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, ApiSketchpad, Label, network_view, sketch_canvas
+from mnist_web.components import (
+    CHOOSE_MODEL_JS,
+    LIVE_EVENT_JS,
+    ApiSketchpad,
+    Label,
+    network_view,
+    sketch_canvas,
+    train_view,
+)
 from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_web.insight_views import CSS as INSIGHT_CSS
 from mnist_web.insight_views import heat_html
@@ -129,6 +137,9 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             gr.Markdown("Train curves: mean over each window of about 30-40 batches (no other smoothing); "
                         "test: once per epoch. Runs picked under *Compare* are overlaid as `test: <run>`.",
                         elem_classes=["muted"])
+            with gr.Accordion("Inside the run: the filters forming and 20 test digits turning green", open=True,
+                              elem_id="train-view-panel"):
+                look = train_view(elem_id="train-look")
             table = gr.Dataframe(pd.DataFrame(columns=HISTORY_COLUMNS), label="Per-epoch metrics",
                                  interactive=False, elem_id="history")
             curves_json = gr.JSON(visible=False, elem_id="train-curves")  # for API clients (README: the /train stream)
@@ -168,7 +179,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         start_btn.click(tr.train, [n_epochs, n_lr, n_mom, n_batch, n_step, n_gamma, n_rot, n_drop, n_seed, n_samples,
                                 device, model_key, compare_pick],
                         [status, table, loss_plot, acc_plot, picker, curves_json, start_btn, stop_btn, run_pick,
-                         compare_pick], api_name="train",
+                         compare_pick, look], api_name="train",
                         concurrency_limit=None, show_progress="hidden")  # the service queues: Start answers at once
         stop_btn.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
         # The queue line refreshes only while the Train tab is shown: the Draw tab costs no request at all.

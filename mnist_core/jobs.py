@@ -8,6 +8,8 @@ spec: {"config": TrainConfig.to_dict(), "data_dir": str | None, "download": bool
 events, in order (plain tuples of plain values, so they cross a pipe or Ray's object store):
     ("loaded", n_train, threads, pid)                     MNIST read, training starts (in process pid)
     ("batch", (done, total, mean loss, mean accuracy %))  every Trainer.progress_every batches
+    ("look", snapshot dict)                               the run as it trains (watch.py): before the
+                                                          first step, ~10 times an epoch, after each epoch
     ("epoch", record dict, checkpoint bytes)              after each finished epoch: the run so far
     ("end", stopped: bool)                                the run is over (finished or stopped)
     ("error", one-line reason)                            it could not go on (bad data, a crash)
@@ -27,6 +29,7 @@ import torch
 from .config import ConfigError, TrainConfig, train_samples
 from .data import DataError, load_mnist
 from .train import StopFlag, Trainer
+from .watch import Watcher, snapshot_every
 
 _DATA: dict[tuple, tuple] = {}   # (data_dir, download) -> (train, test): read once per worker process
 
@@ -61,10 +64,23 @@ def run_job(spec: dict, emit: Callable[[tuple], None], stop: StopFlag | None = N
         cfg = TrainConfig.from_dict(spec["config"])
         train, test = _data(spec.get("data_dir"), bool(spec.get("download", False)))
         emit(("loaded", train_samples(cfg, len(train)), torch.get_num_threads(), os.getpid()))
-        trainer = Trainer(cfg, train, test, stop=stop,
-                          on_batch=lambda done, total, loss, acc: emit(("batch", (done, total, loss, acc))))
+        epoch = 1
+
+        def on_batch(done: int, total: int, loss: float, acc: float) -> None:
+            emit(("batch", (done, total, loss, acc)))
+            if done % every == 0 and done < total:
+                emit(("look", watcher.snapshot(trainer.model, epoch, done, total)))
+
+        trainer = Trainer(cfg, train, test, stop=stop, on_batch=on_batch)
+        batches = len(trainer.train_batches)
+        every = snapshot_every(batches, trainer.progress_every)
+        watcher = Watcher(test.images, test.labels, trainer.device)
+        emit(("look", watcher.snapshot(trainer.model, 1, 0, batches)))
         for record in trainer.run():
             emit(("epoch", record.as_dict(), checkpoint_bytes(trainer.checkpoint())))
+            emit(("look", watcher.snapshot(trainer.model, record.epoch, batches, batches,
+                                           trainer.test_metrics["per_class_accuracy"])))
+            epoch = record.epoch + 1
         emit(("end", trainer.stopped))
     except (DataError, ConfigError) as exc:
         emit(("error", str(exc)))

@@ -4,6 +4,7 @@
 - Label: a gr.Label that shows the headline it is given ("7?" when unsure).
 - sketch_canvas: the Draw tab's canvas, a gr.HTML custom component whose front end lives in web/.
 - network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
+- train_view: the Train tab's view of a run as it trains (web/trainview.*).
 """
 from __future__ import annotations
 
@@ -93,6 +94,14 @@ def network_view(**kw) -> gr.HTML:
     the page's own forward pass (web/network.html, network.css, network.js); click a map for its unit."""
     return gr.HTML(value="", html_template=web_file("network.html"), css_template=web_file("network.css"),
                    js_on_load=web_file("network.js"), apply_default_css=False, **kw)
+
+
+def train_view(**kw) -> gr.HTML:
+    """The Train tab's "inside the run" view: conv1's and conv2's filters, the guesses on 20 fixed test
+    digits and the per-digit accuracy per epoch (web/trainview.*). Its value is the run's snapshot dict
+    (TrainUpdate.look), {} before a run: a dict, so a stream sends only the keys that changed."""
+    return gr.HTML(value={}, html_template=web_file("trainview.html"), css_template=web_file("trainview.css"),
+                   js_on_load=web_file("trainview.js"), apply_default_css=False, **kw)
 
 
 LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page

@@ -156,22 +156,25 @@ class TrainHandlers:
 
     @staticmethod
     def outputs(u: TrainUpdate, earlier):
-        """One update of the stream -> status HTML, per-epoch table, loss and accuracy charts, curves JSON."""
+        """One update of the stream -> status HTML, per-epoch table, loss and accuracy charts, curves JSON,
+        the run's filters-and-guesses view (its snapshot dict; {} while nothing has trained yet)."""
         table = pd.DataFrame(history_rows(u.history), columns=HISTORY_COLUMNS)
         loss, acc = curve_charts(u.train_points, u.test_points, u.epochs, earlier)
         curves = curves_value(u.epochs, u.train_points, u.test_points)
         status = status_html(u.state, u.message, u.batch, u.batches, u.eta_seconds, u.images_per_s, u.progress,
                              u.position)
-        return status, table, loss, acc, curves
+        return status, table, loss, acc, curves, u.look or {}
 
     def train(self, epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
               current_key, compare_keys, request: gr.Request):
-        """/train: streams (status, table, loss, acc, model picker, curves, start, stop, run pick, compare)."""
+        """/train: streams (status, table, loss, acc, model picker, curves, start, stop, run pick, compare,
+        the run's view)."""
         values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
                       gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
                       device=device or "auto")
         owner = request.session_hash if request is not None else ""
         earlier = self.overlays(compare_keys)
+        digits_sent = False
         for u in self.trainer.stream(values, owner=owner):
             picker, results = KEEP, (KEEP, KEEP)
             going = u.state in ("queued", "loading", "running")
@@ -180,9 +183,12 @@ class TrainHandlers:
                 picker = gr.update(choices=self.registry.choices(), value=current_key)
                 compared = [k for k in (compare_keys or []) if k != new_key] + [new_key]
                 results = (gr.update(choices=listed, value=new_key), gr.update(choices=listed, value=compared))
-            status, table, loss, acc, curves = self.outputs(u, earlier)
+            status, table, loss, acc, curves, look = self.outputs(u, earlier)
+            if digits_sent:    # the probe digits (~4-11 KB) go once: the page keeps them, and Gradio's
+                look = {k: v for k, v in look.items() if k != "digits"}   # last message repeats every value
+            digits_sent = digits_sent or "digits" in look
             yield (status, table, loss, acc, picker, curves, gr.update(interactive=not going),
-                   gr.update(interactive=going), *results)
+                   gr.update(interactive=going), *results, look)
 
     def stop(self, request: gr.Request) -> None:
         """Stops the caller's run, or takes its waiting job out of the queue. No output: the run's own

@@ -69,6 +69,8 @@ class TrainUpdate:
     epochs: int = 0
     test_metrics: dict | None = None   # the last evaluation (per class, confusion), at the end
     position: int | None = None    # queued: 1 = next in line
+    look: dict | None = None       # the run as it trains (mnist_core.watch): the latest filters and guesses,
+                                   # the probe digits, and "per_class": one row of 10 per finished epoch
 
 
 @dataclass(eq=False)
@@ -247,6 +249,8 @@ class TrainingService:
                     last = event[2]
                     job.progress = len(history) / job.cfg.epochs
                     put(("epoch", event[1]))
+                elif kind == "look":
+                    put(event)
                 elif kind == "end":
                     state = "stopped" if event[1] else "finished"
                 elif kind == "error":
@@ -350,6 +354,7 @@ class TrainingService:
         batch, batches = 0, curves.batches
         run_start = epoch_start = last_yield = time.perf_counter()
         loaded = False   # "loading" (a worker starting, MNIST being read) until the job says it trains
+        look: dict | None = None
 
         def update(state: str, message: str) -> TrainUpdate:
             done = (len(history) + (batch / batches if batches else 0)) / cfg.epochs
@@ -357,7 +362,7 @@ class TrainingService:
             eta = (now - run_start) * (1 - done) / done if 0 < done < 1 else None
             ips = curves.seen(batch) / (now - epoch_start) if batch and now > epoch_start else None
             return TrainUpdate(state, message, list(history), batch, batches, eta, None, list(curves.train),
-                               list(curves.test), ips, done, cfg.epochs)
+                               list(curves.test), ips, done, cfg.epochs, look=look)
 
         while True:
             try:
@@ -382,6 +387,8 @@ class TrainingService:
                 history.append(event[1])
                 curves.on_epoch(event[1])
                 batch, epoch_start = 0, time.perf_counter()
+            elif kind == "look":
+                look = merge_look(look, event[1])
             elif kind == "final":
                 _, state, message, name, metrics = event
                 out = update(state, message)
@@ -400,6 +407,19 @@ class TrainingService:
     def close(self) -> None:
         self.stop()
         self.backend.close()
+
+
+def merge_look(view: dict | None, snap: dict) -> dict:
+    """The run's view so far with a new snapshot: the latest filters and guesses, the probe digits from
+    the first snapshot, and the per-class accuracy of every finished epoch (a new dict: updates already
+    yielded keep theirs)."""
+    out = dict(view or {})
+    per_class = list(out.get("per_class", []))
+    out.update({k: v for k, v in snap.items() if k != "per_class"})
+    if snap.get("per_class") is not None:
+        per_class.append(snap["per_class"])
+    out["per_class"] = per_class
+    return out
 
 
 def epoch_train_share(cfg: TrainConfig) -> float:

@@ -24,9 +24,9 @@ PARAMS = ("epochs", "lr", "momentum", "batch_size", "step_size", "gamma", "rotat
 DEFAULTS = dict(epochs=2, lr=0.02, momentum=0.9, batch_size=4, step_size=6, gamma=0.1, rotation=7, dropout=0.0,
                 seed=1, samples=1200, device="cpu")
 # /train streams, in this order: status HTML, per-epoch table, loss chart, accuracy chart, the Draw tab's
-# model picker, the curves (JSON), the Results run picker, the Compare selection (Start/Stop button states
-# are not API outputs).
-STATUS, TABLE, LOSS, ACC, PICKER, CURVES, RUN_PICK, COMPARE = range(8)
+# model picker, the curves (JSON), the Results run picker, the Compare selection, the run's view (filters,
+# guesses on 20 test digits, per-digit accuracy per epoch). Start/Stop button states are not API outputs.
+STATUS, TABLE, LOSS, ACC, PICKER, CURVES, RUN_PICK, COMPARE, LOOK = range(9)
 PAYLOAD_LIMIT = 20_000   # bytes per streamed update (issue 12)
 
 
@@ -52,7 +52,7 @@ def test_stream_shape_curves_within_the_epoch_and_small_updates(app):
     job = c.submit(*args(), api_name="/train")          # 300 batches per epoch: a train point every 30
     job.result(timeout=300)
     outs = job.outputs()
-    assert all(len(o) == 8 for o in outs), [len(o) for o in outs]
+    assert all(len(o) == 9 for o in outs), [len(o) for o in outs]
     states = [state_of(o[STATUS]) for o in outs]
     assert states[0] == "loading" and states[-1] == "finished" and "running" in states
     before_row = [o for o in outs if not o[TABLE]["data"]]
@@ -71,6 +71,14 @@ def test_stream_shape_curves_within_the_epoch_and_small_updates(app):
     assert "after 2 epochs" in outs[-1][STATUS]
     mid = [o[STATUS] for o in outs if state_of(o[STATUS]) == "running" and "images/s" in o[STATUS]]
     assert mid and any(" left" in s for s in mid)                     # ETA of the whole run and images/s
+    # the run's view: empty while loading, then the latest snapshot, the digits kept, a row per epoch
+    assert outs[0][LOOK] == {}
+    looks = [o[LOOK] for o in outs if o[LOOK]]
+    assert all(len(v["guesses"]) == 20 and len(v["labels"]) == 20 and v["digits"] for v in looks)
+    assert [v["conv1"]["shape"] for v in looks[:1]] == [[8, 1, 3, 3]] and looks[0]["conv2"]["shape"] == [16, 8, 3, 3]
+    first_epoch = [v for v in looks if v["epoch"] == 1 and not v["per_class"]]
+    assert len({v["conv1"]["q"] for v in first_epoch}) >= 3, "the filters must move within the first epoch"
+    assert len(outs[-1][LOOK]["per_class"]) == 2 and all(len(r) == 10 for r in outs[-1][LOOK]["per_class"])
 
 
 def test_each_update_on_the_wire_is_small(app):

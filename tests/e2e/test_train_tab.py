@@ -286,3 +286,48 @@ def test_a_second_page_waits_in_line_then_gets_its_own_curves(app):
         assert second.evaluate(TEST_POINTS_JS) == 1 and first.evaluate(TEST_POINTS_JS) == 2   # each its own run
     finally:
         second.close()
+
+
+# Records each redraw of the run's view (#train-look): (epoch, batch, per-class rows, digits right, a
+# fingerprint of conv1's and of conv2's filter images as drawn).
+LOOK_RECORDER_JS = """() => {
+  window.__lookLog = [];
+  const root = document.querySelector('#train-view');
+  const print = (sel) => [...root.querySelectorAll(sel)].map(c => c.toDataURL()).join('|')
+    .split('').reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) | 0, 7);
+  new MutationObserver(() => window.__lookLog.push([+root.dataset.epoch, +root.dataset.batch,
+      root.querySelectorAll('#per-class-epochs tbody tr').length, +root.dataset.right,
+      print("section[data-filters='conv1'] canvas"), print("section[data-filters='conv2'] canvas")]))
+    .observe(root, {attributes: true, attributeFilter: ['data-updates']});
+}"""
+
+
+def test_the_run_view_shows_the_filters_forming_and_the_guesses_changing(app):
+    """Issue 26: during the first epoch of a short real run, conv1's and conv2's filters are redrawn as
+    they change and the 20 test digits' guesses move; after it, a row of per-digit accuracy."""
+    pg = app["page"]
+    pg.evaluate(LOOK_RECORDER_JS)
+    assert run(pg, 1, 0.02) == "finished", pg.inner_text("#train-status")
+    pg.wait_for_function("() => document.querySelectorAll('#per-class-epochs tbody tr').length === 1", timeout=30_000)
+    log = pg.evaluate("() => window.__lookLog")
+    first_epoch = [r for r in log if r[0] == 1 and r[2] == 0]
+    assert first_epoch and first_epoch[0][1] == 0, log                       # the random start is shown first
+    assert len(first_epoch) >= 6, log                                         # ~10 snapshots in the epoch
+    assert len({r[4] for r in first_epoch}) >= 5 and len({r[5] for r in first_epoch}) >= 5, log   # filters form
+    assert len({r[3] for r in log}) >= 2, log                                 # guesses change
+    assert log[-1][3] > first_epoch[0][3], log                                # more digits right than at random
+    assert pg.locator("section[data-filters='conv1'] canvas").count() == 8
+    assert pg.locator("section[data-filters='conv2'] canvas").count() == 16
+    figs = pg.locator("#train-view .tv-grid figure")
+    assert figs.count() == 20
+    for i in range(20):
+        f = figs.nth(i)
+        right = f.get_attribute("data-guess") == f.get_attribute("data-label")
+        assert f.get_attribute("class") == ("right" if right else "wrong")
+    cells = pg.locator("#per-class-epochs tbody tr[data-epoch='1'] td").all_inner_texts()
+    assert len(cells) == 10 and all(c == "-" or 0 <= float(c) <= 100 for c in cells), cells
+    # the digits were drawn (not blank canvases): the probe strip reached the page once and stayed
+    drawn = pg.evaluate("""() => [...document.querySelectorAll('#train-view .tv-grid canvas')].filter(c =>
+        c.getContext('2d').getImageData(0, 0, 28, 28).data.some((v, i) => i % 4 === 0 && v > 0)).length""")
+    assert drawn == 20
+    pg.locator("#train-view").screenshot(path=str(ARTIFACTS / "train-view.png"))
