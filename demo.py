@@ -40,13 +40,14 @@ from mnist_web.components import (
     ApiSketchpad,
     Label,
     network_view,
+    queue_line,
     sketch_canvas,
     train_view,
 )
 from mnist_web.handlers import DrawHandlers, TrainHandlers, empty_class_bars
 from mnist_web.insight_views import CSS as INSIGHT_CSS
 from mnist_web.insight_views import heat_html
-from mnist_web.network import NetworkHandlers, unit_route
+from mnist_web.network import NetworkHandlers, activations_route, unit_route
 from mnist_web.queue_status import queue_status_route
 from mnist_web.train_views import compare_charts, curve_charts, queue_html, status_html
 from mnist_web.train_views import confusion_html as run_confusion_html
@@ -63,7 +64,6 @@ CACHE_MAX_AGE = 3600        # seconds: Gradio's cached files (uploads, outputs) 
 # Training runs at once: measured on the 2-core CPU (benchmarks/RESULTS.md, "Training slots"), threads per
 # run = cores / slots. More slots (or a Ray cluster) with --train-slots / $MNIST_TRAIN_SLOTS, --ray.
 TRAIN_SLOTS = 2
-QUEUE_REFRESH_SECONDS = 3   # the Train tab's "runs going / waiting" line
 EMPTY_VIEW = prediction_html(Prediction(None, None, True, "nothing drawn"))
 
 
@@ -107,7 +107,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         mode, so /train and /stop do not exist there."""
         defaults = TrainConfig()
         onnx_missing = missing_exporter()
-        with gr.Tab("Train", id="train") as train_tab_block:
+        with gr.Tab("Train", id="train"):
             gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
                         "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
             with gr.Row():  # precision=None: the server sees the number as typed, so 2.5 epochs is refused, not rounded
@@ -129,7 +129,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                 start_btn = gr.Button("Start training", variant="primary", elem_id="start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
             status = gr.HTML(status_html("idle", "Ready."), elem_id="train-status")
-            queue_info = gr.HTML(queue_html(trainer.status()), elem_id="queue-info")
+            queue_line(queue_html(trainer.status()), elem_id="queue-info")   # refreshed by the page while shown
             empty_loss, empty_acc = curve_charts([], [], defaults.epochs)
             with gr.Row():
                 loss_plot = gr.HTML(empty_loss, elem_id="loss-plot", elem_classes="chart-cell")
@@ -182,15 +182,6 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
                          compare_pick, look], api_name="train",
                         concurrency_limit=None, show_progress="hidden")  # the service queues: Start answers at once
         stop_btn.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
-        # The queue line refreshes only while the Train tab is shown: the Draw tab costs no request at all.
-        timer = gr.Timer(QUEUE_REFRESH_SECONDS, active=False)
-        timer.tick(tr.queue_info, None, [queue_info], api_visibility="private", show_progress="hidden",
-                   concurrency_limit=None, queue=False)
-        train_tab_block.select(lambda: (gr.Timer(active=True), tr.queue_info()), None, [timer, queue_info],
-                               api_visibility="private", show_progress="hidden", queue=False)
-        for other in (draw_tab, inspect_tab):
-            other.select(lambda: gr.Timer(active=False), None, [timer], api_visibility="private",
-                         show_progress="hidden", queue=False)
         compare_pick.change(tr.compare, [compare_pick], [cmp_acc, cmp_loss, diff_table], api_name="compare",
                             show_progress="hidden")
         run_pick.change(tr.show_run, [run_pick], [class_bars, confusion, download_btn, delete_btn, run_msg],
@@ -219,7 +210,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
         gr.Markdown("# Draw a digit\nA 7,416-parameter CNN reads your drawing as you draw."
                     + (" Train your own in the **Train** tab and draw against it." if train_enabled else ""))
         model_key = gr.State(default_key)
-        with gr.Tab("Draw", id="draw") as draw_tab:
+        with gr.Tab("Draw", id="draw"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=340):
                     pad = sketch_canvas(model=default_key, elem_id="sketchpad")
@@ -298,7 +289,8 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             train_tab()
             demo.unload(tr.on_unload)
     demo.queue(max_size=max_queue)
-    demo.mnist_routes = [weights_route(registry), unit_route(network)]   # served beside Gradio's own by launch()
+    # served beside Gradio's own by launch(): GET /mnist/weights, GET /mnist/unit, POST /mnist/activations
+    demo.mnist_routes = [weights_route(registry), unit_route(network), activations_route(network)]
     if train_enabled:
         demo.mnist_routes.append(queue_status_route(trainer))   # GET /queue_status
     demo.mnist_trainer = trainer

@@ -41,6 +41,13 @@ PAUSE = 0.5          # the background build sleeps half as long as each batch to
 INDEXING_NOTE = "Finding the training digits each unit likes best (once per model, about 20-30 s)..."
 
 
+RETRY_SECONDS = 60   # a failed index build is reported, not retried, for this long
+
+
+class IndexFailed(RuntimeError):
+    """The model's index could not be built (one line: why); a call after RETRY_SECONDS tries again."""
+
+
 class UnitError(ValueError):
     """A request the unit functions cannot answer; the message says what was wrong."""
 
@@ -191,7 +198,7 @@ class UnitService:
         self._lock = threading.Lock()
         self._index: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._building: weakref.WeakSet = weakref.WeakSet()
-        self.errors: dict[int, str] = {}
+        self._failed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # predictor -> (reason, when)
 
     def index(self, predictor) -> UnitIndex:
         """Build (or return) the model's index in this thread."""
@@ -205,20 +212,26 @@ class UnitService:
             return self._index.setdefault(predictor, built)
 
     def ready(self, predictor) -> UnitIndex | None:
-        """The index if built; else start building it (once, one low-priority thread) and return None."""
+        """The index if built; else start building it (once, one low-priority thread) and return None.
+        IndexFailed when the last build failed less than RETRY_SECONDS ago (then the next call retries)."""
         with self._lock:
             if predictor in self._index:
                 return self._index[predictor]
             if predictor in self._building:
                 return None
+            failed = self._failed.get(predictor)
+            if failed is not None and time.monotonic() - failed[1] < RETRY_SECONDS:
+                raise IndexFailed(failed[0])
             self._building.add(predictor)
 
         def build():
             _low_priority()
             try:
                 self.index(predictor)
-            except Exception as exc:   # missing data: the note says why; a later call may retry
-                self.errors[id(predictor)] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            except Exception as exc:   # unreadable data, out of memory: the note says why, for a while
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                with self._lock:
+                    self._failed[predictor] = (reason, time.monotonic())
             finally:
                 with self._lock:
                     self._building.discard(predictor)

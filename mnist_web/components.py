@@ -5,6 +5,7 @@
 - sketch_canvas: the Draw tab's canvas, a gr.HTML custom component whose front end lives in web/.
 - network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
 - train_view: the Train tab's view of a run as it trains (web/trainview.*).
+- queue_line: the Train tab's line on the training queue, refreshed by the page (web/queue_line.js).
 """
 from __future__ import annotations
 
@@ -102,6 +103,12 @@ def train_view(**kw) -> gr.HTML:
     (TrainUpdate.look), {} before a run: a dict, so a stream sends only the keys that changed."""
     return gr.HTML(value={}, html_template=web_file("trainview.html"), css_template=web_file("trainview.css"),
                    js_on_load=web_file("trainview.js"), apply_default_css=False, **kw)
+
+
+def queue_line(value: str, **kw) -> gr.HTML:
+    """The Train tab's "runs going / waiting" line: `value` is its first rendering (train_views.queue_html);
+    the page refreshes it from GET /queue_status while it is on screen (web/queue_line.js)."""
+    return gr.HTML(value=value, js_on_load=web_file("queue_line.js"), **kw)
 
 
 LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page

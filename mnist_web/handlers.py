@@ -27,7 +27,7 @@ from mnist_core.runs import RunError, RunStore, differing_settings
 from mnist_core.strokes import StrokeError
 
 from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
-from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, queue_html, status_html
+from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate
 from .views import EMPTY_MESSAGE, HISTORY_COLUMNS, history_rows, label_value, message_html, prediction_html, short
@@ -202,10 +202,6 @@ class TrainHandlers:
     def on_unload(self, request: gr.Request):
         """A closed tab must not leave an orphan run burning the CPU, nor a job waiting for nobody."""
         self.trainer.stop(request.session_hash)
-
-    def queue_info(self):
-        """The Train tab's line on the queue: runs going and waiting (refreshed by a timer)."""
-        return queue_html(self.trainer.status())
 
     def show_run(self, key):
         """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note."""

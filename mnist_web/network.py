@@ -1,10 +1,15 @@
 """The network view's server side: /activations and /unit (Gradio API endpoints, for scripts) and
-GET /mnist/unit (the same answer for the page, once per clicked channel).
+GET /mnist/unit (the same answer for the page, once per clicked channel), and POST /mnist/activations
+(the maps of a settled drawing for a page that has no network of its own: its weights did not load).
 
 Answers are plain JSON-able dicts; bad input gets {"error": "<one line>"}, never a stack trace.
 """
 from __future__ import annotations
 
+import json
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -18,6 +23,7 @@ from mnist_core.units import (
     INDEXING_NOTE,
     MAP_STAGES,
     STAGES,
+    IndexFailed,
     UnitError,
     UnitService,
     check_unit,
@@ -29,6 +35,7 @@ from mnist_core.units import (
 from .views import short
 
 UNIT_PATH = "/mnist/unit"
+ACTIVATIONS_PATH = "/mnist/activations"
 
 
 class NetworkHandlers:
@@ -82,6 +89,9 @@ class NetworkHandlers:
         except DataError as exc:
             out["note"] = f"No top digits: {str(exc).splitlines()[0]}"
             return out
+        except IndexFailed as exc:
+            out["note"] = f"No top digits: finding them failed ({exc}); the server tries again in a minute."
+            return out
         if index is None:
             out["note"] = INDEXING_NOTE
             return out
@@ -90,6 +100,31 @@ class NetworkHandlers:
         out["top"] = [{"index": t.index, "label": t.label, "score": t.score, "peak": list(t.peak),
                        "box": list(t.box), "image": images[t.index].tolist()} for t in index.top(stage, channel)]
         return out
+
+
+def flat_maps(body: dict) -> dict:
+    """/activations' answer for the page: every stage as one flat list (channel-major), 5 significant
+    digits (~120 KB of JSON for all nine stages)."""
+    if "stages" not in body:
+        return body
+    return {**{k: v for k, v in body.items() if k not in ("stages", "image")},
+            "stages": {k: [float(f"{x:.5g}") for x in np.asarray(v, np.float32).ravel()]
+                       for k, v in body["stages"].items()}}
+
+
+def activations_route(handlers: NetworkHandlers) -> Route:
+    async def handle(request: Request) -> JSONResponse:
+        try:
+            q = json.loads(await request.body())
+            strokes, key = q["strokes"], q["key"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send JSON: {"strokes": "<the canvas JSON>", "key": "<model key>"}'},
+                                status_code=400)
+        body = await run_in_threadpool(handlers.activations, strokes, key)
+        return JSONResponse(flat_maps(body), status_code=400 if "error" in body else 200,
+                            headers={"Cache-Control": "no-store"})
+
+    return Route(ACTIVATIONS_PATH, handle, methods=["POST"])
 
 
 def unit_route(handlers: NetworkHandlers) -> Route:
@@ -105,4 +140,4 @@ def unit_route(handlers: NetworkHandlers) -> Route:
     return Route(UNIT_PATH, handle, methods=["GET"])
 
 
-__all__ = ["MAP_STAGES", "STAGES", "NetworkHandlers", "unit_route"]
+__all__ = ["MAP_STAGES", "STAGES", "NetworkHandlers", "activations_route", "unit_route"]

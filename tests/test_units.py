@@ -233,3 +233,60 @@ def test_service_builds_once_in_the_background(shipped_checkpoint, synthetic_roo
     while (index := service.ready(p)) is None and time.time() < deadline:
         time.sleep(0.1)
     assert index is not None and service.ready(p) is index and index.channels == 88
+
+
+def test_a_failed_index_build_says_so_instead_of_indexing_forever(shipped_checkpoint, synthetic_root, monkeypatch):
+    """The data read but the build broke (here: out of memory, simulated): the unit view's note says so
+    and stops promising an index; after units.RETRY_SECONDS the next call tries again."""
+    from mnist_core import units as units_mod
+
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise MemoryError("cannot allocate 188 MB")
+
+    monkeypatch.setattr(units_mod.UnitIndex, "build", staticmethod(broken))
+    h = NetworkHandlers(ModelRegistry(shipped_checkpoint, synthetic_root / "runs"),
+                        UnitService(InsightService(synthetic_root)))
+    assert h.unit("shipped", "conv2", 3)["note"] == INDEXING_NOTE
+    deadline = time.time() + 30
+    while (got := h.unit("shipped", "conv2", 3))["note"] == INDEXING_NOTE and time.time() < deadline:
+        time.sleep(0.05)
+    assert got["ready"] is False and got["top"] == []
+    assert got["note"].startswith("No top digits: finding them failed (cannot allocate 188 MB)"), got["note"]
+    assert h.unit("shipped", "conv2", 3)["note"] == got["note"] and len(calls) == 1   # reported, not rebuilt
+    monkeypatch.setattr(units_mod, "RETRY_SECONDS", 0)
+    assert h.unit("shipped", "conv2", 3)["note"] == INDEXING_NOTE                   # later: one more try
+    deadline = time.time() + 30
+    while len(calls) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(calls) == 2
+
+
+def test_activations_route_for_a_page_without_its_network(handlers, predictor):
+    """POST /mnist/activations: the maps of a settled drawing as flat lists, equal to /activations (and
+    so to PyTorch); bad bodies get one line and 400, a blank canvas says so."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from mnist_core.raster import prepare_strokes
+    from mnist_web.network import activations_route
+
+    c = TestClient(Starlette(routes=[activations_route(handlers)]))
+    seven = json.dumps({"width": 320, "height": 320, "brush": 22,
+                        "strokes": [[[60, 50], [260, 50]], [[260, 50], [140, 280]]]})
+    r = c.post("/mnist/activations", json={"strokes": seven, "key": "shipped"})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    body = r.json()
+    ref = hooked_stages(predictor.model, prepare_strokes(seven).image.reshape(1, 28, 28), predictor.mean, predictor.std)
+    for name, values in body["stages"].items():
+        want = ref[name][0].numpy().ravel()
+        assert len(values) == want.size and np.abs(np.asarray(values) - want).max() < 1e-4 * max(1, np.abs(want).max())
+    assert body["shapes"]["conv1"] == [8, 26, 26] and len(r.content) < 200_000
+    blank = c.post("/mnist/activations", json={"strokes": "", "key": "shipped"}).json()
+    assert blank["empty"] is True
+    for bad, words in [(b"not json", "send JSON"), (json.dumps({"key": "shipped"}).encode(), "send JSON"),
+                       (json.dumps({"strokes": seven, "key": "../etc"}).encode(), "No model called")]:
+        r = c.post("/mnist/activations", content=bad)
+        assert r.status_code == 400 and words in r.json()["error"] and "Traceback" not in r.text, r.text

@@ -1,6 +1,8 @@
 // The network view (Draw tab): every stage's activation maps for the current drawing, from the page's
 // own forward pass (web/mnistnet.js; window.MnistLive.last, set by web/live_event.js): no request per
-// update. Drawn in the animation frame after the label, skipped while the view is off screen.
+// update. Drawn in the animation frame after the label, skipped while the view is off screen. A page
+// without a network of its own (its weights did not load) asks the server instead when the drawing
+// settles (POST mnist/activations, once per pen-up; state 'served').
 // Click a map: that unit's incoming weights (the page's folded weights), its activation on the drawing,
 // and its top 9 training digits (GET mnist/unit, once per click) with the peak's receptive field.
 // Run by Gradio as the gr.HTML's js_on_load (`element`). Markup for tests: #network, one element per
@@ -10,6 +12,7 @@ const stagesEl = root.querySelector('.net-stages');
 const unitEl = root.querySelector('.net-unit');
 const note = root.querySelector('.net-note');
 const UNIT_URL = 'mnist/unit';
+const ACTIVATIONS_URL = 'mnist/activations';
 // view name, channels, side, CSS px per cell, where in forward()'s stages, receptive field (px)
 const STAGES = [['conv1', 8, 26, 3, 0, 3], ['conv2', 16, 24, 3, 1, 5], ['transition', 8, 12, 5, 2, 6],
   ['conv3', 16, 10, 6, 3, 10], ['conv4', 8, 8, 7, 4, 14], ['conv5', 16, 6, 9, 5, 18], ['conv6', 16, 4, 12, 6, 22]];
@@ -17,6 +20,7 @@ const FOLDED = { transition: 'conv2', conv4: 'conv3', conv5: 'conv4', conv6: 'co
 const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
 const state = window.MnistNetwork = { updates: 0, renderMs: 0, shown: {}, selected: null, visible: true };
 let frame = null, dirty = false, latest = null;
+let served = null, asked = 0;   // the server's maps of the settled drawing (no network in the page)
 
 const el = (tag, attrs = {}, text = '') => {
   const e = document.createElement(tag);
@@ -95,33 +99,43 @@ function viewData(r) {
   return out;
 }
 
+// The server's flat maps (POST mnist/activations) in the same form.
+function servedData(stages) {
+  const out = {};
+  for (const [name, list] of Object.entries(stages)) out[name] = Float64Array.from(list);
+  return out;
+}
+
 function render() {
   frame = null;
   const t0 = performance.now();
   if (!state.visible || root.offsetParent === null) { dirty = true; return; }
   dirty = false;
   const r = latest;
-  if (!r || r.empty || !r.stages) {
+  const fromServer = !live.net && served && served.stages;
+  if (!fromServer && (!live.net || !r || r.empty || !r.stages)) {
     for (const list of Object.values(canvases)) for (const cv of list) paint(cv, [], 0, 0, 0, 0);
     state.shown = {};
     const mode = live.net ? 'empty' : (document.querySelector('#sketchpad .sketch[data-live="loading"]') ? 'loading' : 'server');
     root.dataset.state = mode;
-    if (mode !== 'empty') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second)
+    if (mode === 'loading') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second)
     note.textContent = {
       empty: 'Draw a digit: every layer of the network lights up as you draw. Click a map to see what that unit looks for.',
       loading: 'Loading the network\'s weights into the page...',
-      server: 'The network view needs the page\'s own copy of the network (its weights did not load), so it stays dark; '
-        + 'the label comes from the server. Scripts can ask /activations.' }[mode];
+      server: (served && served.error ? `The server could not compute the maps: ${served.error}. ` : '')
+        + 'This page has no copy of the network (its weights did not load): the maps come from the server '
+        + 'each time you lift the pen.' }[mode];
   } else {
-    const d = viewData(r);
+    const d = fromServer ? servedData(served.stages) : viewData(r);
     for (const [name, channels, side] of STAGES) {
       const [lo, hi] = range(d[name]);
       for (let c = 0; c < channels; c++) paint(canvases[name][c], d[name], c * side * side, side * side, lo, hi);
     }
     for (const name of ['gap', 'out']) { const [lo, hi] = range(d[name]); paint(canvases[name][0], d[name], 0, d[name].length, lo, hi); }
     state.shown = d;
-    root.dataset.state = 'live';
-    note.textContent = `Colours: per layer, black = 0 up to white = that layer's largest value (blue/orange: negative/positive). `
+    root.dataset.state = fromServer ? 'served' : 'live';
+    note.textContent = (fromServer ? 'From the server (this page has no copy of the network), as of the last pen-up. ' : '')
+      + `Colours: per layer, black = 0 up to white = that layer's largest value (blue/orange: negative/positive). `
       + 'Each block is shown after its ReLU, before its BatchNorm. Click a map to see what that unit looks for.';
   }
   if (state.selected) drawUnitActivation();
@@ -131,6 +145,21 @@ function render() {
 }
 function schedule() { if (frame === null) frame = requestAnimationFrame(render); }
 live.onResult = r => { latest = r; schedule(); };
+// No network in the page: the sketch calls this when the drawing settles (pen up, undo, clear).
+live.onSettle = async (value, key) => {
+  const n = ++asked;
+  try {
+    const res = await fetch(new URL(ACTIVATIONS_URL, document.baseURI), {
+      method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ strokes: value || '', key: key || '' }) });
+    const body = await res.json();
+    if (n !== asked) return;                     // a newer drawing was sent meanwhile
+    served = body.error ? { error: body.error } : body;
+  } catch (err) {
+    if (n === asked) served = { error: err.message };
+  }
+  schedule();
+};
 new IntersectionObserver(entries => {
   state.visible = entries.some(e => e.isIntersecting);
   if (state.visible && dirty) schedule();
@@ -156,14 +185,22 @@ function drawUnitActivation() {
 
 function weightImages(sel) {
   const net = live.net, [, , , , at] = stageInfo(sel.stage), L = net && net.layers[at];
-  const row = el('div', { class: 'row net-unit-weights' });
-  if (!L) { row.append(el('span', { class: 'muted' }, 'the weights have not loaded')); return row; }
-  const kk = L.k * L.k, base = sel.channel * L.cin * kk;
+  if (!L) {
+    const row = el('div', { class: 'row net-unit-weights' });
+    row.append(el('span', { class: 'muted' }, 'the weights are on their way from the server'));
+    return row;
+  }
+  return weightRow(L.w, L.cin, L.k, sel.channel * L.cin * L.k * L.k);
+}
+
+// One k x k image per input channel of the weights w[base ...] (cin x k x k), one colour scale.
+function weightRow(w, cin, k, base) {
+  const row = el('div', { class: 'row net-unit-weights' }), kk = k * k;
   let span = 0;
-  for (let i = 0; i < L.cin * kk; i++) span = Math.max(span, Math.abs(L.w[base + i]));
-  for (let c = 0; c < L.cin; c++) {
-    const cv = mapCanvas(L.k, L.k, L.k === 1 ? 14 : 10, { 'data-input': c, title: `from input channel ${c}` });
-    paint(cv, L.w, base + c * kk, kk, -span, span);
+  for (let i = 0; i < cin * kk; i++) span = Math.max(span, Math.abs(w[base + i]));
+  for (let c = 0; c < cin; c++) {
+    const cv = mapCanvas(k, k, k === 1 ? 14 : 10, { 'data-input': c, title: `from input channel ${c}` });
+    paint(cv, w, base + c * kk, kk, -span, span);
     row.append(cv);
   }
   return row;
@@ -186,12 +223,13 @@ async function loadTop(sel, tries = 0) {
   const box = unitEl.querySelector('.net-unit-top');
   try {
     const url = new URL(UNIT_URL, document.baseURI);
-    url.searchParams.set('key', live.key || ''); url.searchParams.set('stage', sel.stage); url.searchParams.set('channel', sel.channel);
+    url.searchParams.set('key', live.key || live.model || ''); url.searchParams.set('stage', sel.stage); url.searchParams.set('channel', sel.channel);
     const res = await fetch(url, { credentials: 'same-origin' });
     const body = await res.json();
     if (state.selected !== sel) return;
     box.replaceChildren();
     if (body.error) { box.append(el('p', { class: 'muted net-unit-note' }, body.error)); return; }
+    if (!live.net && body.weights) unitEl.querySelector('.net-unit-weights').replaceWith(weightRow(body.weights.flat(2), body.weights.length, body.weights[0].length, 0));
     if (!body.ready) {
       box.append(el('p', { class: 'muted net-unit-note' }, body.note));
       if (tries < 40 && !/^No top digits/.test(body.note)) setTimeout(() => state.selected === sel && loadTop(sel, tries + 1), 3000);

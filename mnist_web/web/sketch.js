@@ -47,6 +47,7 @@ function setMode(mode) { root.dataset.live = mode; }   // server | loading | pag
 async function loadModel(key) {
   // window.MNIST_SERVER_ONLY (set before the page loads): the server answers, as before this page
   // had a network of its own (benchmarks/browser_latency.py measures both).
+  live.model = key;   // the chosen model, whichever side computes (the network view's server fallback)
   if (!key || window.MNIST_SERVER_ONLY) { live.net = null; live.key = null; setMode('server'); return; }
   if ((live.net && live.key === key) || live.pending === key) return;   // loaded, or on its way
   live.pending = key;
@@ -145,8 +146,10 @@ function schedule() {
 }
 
 // After props.value is set (Gradio has the new value), tell the app the drawing is settled: the
-// explanation, when "Show why" is on (none is asked for when it is off).
+// explanation, when "Show why" is on (none is asked for when it is off); without the page's network,
+// the network view asks the server for the maps too.
 function settled() {
+  if (!live.net && live.onSettle) setTimeout(() => live.onSettle(props.value, live.model), 0);   // the network view
   const why = document.querySelector('#show-why input');
   if (why && !why.checked) return;
   setTimeout(() => trigger('release'), 0);

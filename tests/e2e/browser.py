@@ -134,12 +134,6 @@ def open_page(browser, url: str, height: int = 1000, **options):
     return pg
 
 
-def not_the_queue_poll(request) -> bool:
-    """Every request but the Train tab's queue line refresh (a timer's quick `run/predict`, every 3 s
-    while that line can be seen; it has nothing to do with drawing)."""
-    return "/gradio_api/run/predict" not in request.url
-
-
 def quiet(pg, ms: float = 800, timeout: float = 30):
     """Wait until the page has started no request for `ms` (its own load-time events are done)."""
     last = [time.perf_counter()]

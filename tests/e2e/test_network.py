@@ -11,7 +11,7 @@ import pytest
 
 from mnist_core.data import load_mnist
 from mnist_core.predict import Predictor
-from tests.e2e.browser import ARTIFACTS, DIGITS, PHONE, clear, draw, not_the_queue_poll, open_page, quiet, to_screen
+from tests.e2e.browser import ARTIFACTS, DIGITS, PHONE, clear, draw, open_page, quiet, to_screen
 from tests.network_ref import hooked_stages
 
 LAYERS = {"conv1": (8, 26), "conv2": (16, 24), "transition": (8, 12), "conv3": (16, 10), "conv4": (8, 8),
@@ -57,7 +57,7 @@ def test_maps_follow_the_pen_without_requests_and_equal_pytorch(browser, server,
             assert channels == c
             assert sizes == ([[side, side]] * c if side > 1 else [[c, 1]]), name
         requests = []
-        pg.on("request", lambda r: requests.append(r.url) if not_the_queue_poll(r) else None)
+        pg.on("request", lambda r: requests.append(r.url))
         before = pg.evaluate(UPDATES)
         pts = to_screen(pg, DIGITS["1"][0])
         pg.mouse.move(*pts[0])
@@ -82,6 +82,46 @@ def test_maps_follow_the_pen_without_requests_and_equal_pytorch(browser, server,
         diff = np.abs(np.asarray(one["conv6"]) - np.asarray(zero["conv6"])).max()
         assert len(one["conv6"]) == 16 * 16 and diff > 0.5, diff
         pg.screenshot(path=str(ARTIFACTS / "network_laptop.png"), full_page=True)
+    finally:
+        pg.close()
+
+
+def test_without_the_pages_network_the_server_draws_the_maps_at_pen_up(browser, server, shipped_checkpoint):
+    """The weights never reach the page (blocked): each settled drawing's maps come from the server
+    (POST mnist/activations, once per pen-up), equal to PyTorch on the server's 28x28 view of the same
+    strokes; a clicked channel gets its weights from /mnist/unit."""
+    import json
+
+    from mnist_core.raster import prepare_strokes
+
+    predictor = Predictor.from_file(shipped_checkpoint)
+    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        pg.route("**/mnist/weights**", lambda route: route.abort())
+        pg.goto(server)
+        pg.wait_for_selector("#network [data-layer='out']")
+        pg.wait_for_function("document.querySelector('#sketchpad .sketch').dataset.live === 'server'", timeout=30_000)
+        pg.wait_for_function("document.querySelector('#network').dataset.state === 'server'", timeout=30_000)
+        quiet(pg)
+        sent = []
+        pg.on("request", lambda r: sent.append(r.post_data) if r.url.endswith("/mnist/activations") else None)
+        draw(pg, DIGITS["1"])
+        pg.wait_for_function("document.querySelector('#network').dataset.state === 'served'", timeout=30_000)
+        assert len(sent) == 1, sent                                   # one per pen-up, not per pointer move
+        got = pg.evaluate("() => Object.fromEntries(Object.entries(window.MnistNetwork.shown)"
+                          ".map(([k, v]) => [k, Array.from(v)]))")
+        image = prepare_strokes(json.loads(sent[0])["strokes"]).image
+        ref = hooked_stages(predictor.model, np.asarray(image).reshape(1, 28, 28), predictor.mean, predictor.std)
+        assert set(got) == set(LAYERS)
+        for name, values in got.items():
+            want = ref[name][0].numpy().ravel()
+            assert np.abs(np.asarray(values) - want).max() < 1e-4 * max(1.0, np.abs(want).max()), name
+        assert "From the server" in pg.inner_text("#network .net-note")
+        pg.click("#network [data-layer='conv3'] canvas[data-channel='2']")
+        pg.wait_for_function("document.querySelectorAll('#network .net-unit-weights canvas').length === 8",
+                             timeout=30_000)                          # conv3 has 8 inputs, from the server
+        clear(pg)
+        pg.wait_for_function("document.querySelector('#network').dataset.state === 'server'", timeout=30_000)
     finally:
         pg.close()
 
@@ -115,7 +155,7 @@ def test_view_follows_the_pen_at_20_per_second(browser, server):
     pg = live_page(browser, server)
     try:
         requests = []
-        pg.on("request", lambda r: requests.append(r.url) if not_the_queue_poll(r) else None)
+        pg.on("request", lambda r: requests.append(r.url))
         # 90 moves (~1.5 s at 60 Hz) after a short stroke that warms the JIT up; the best of two after it (the
         # machine is shared: a neighbour's burst can take the frames of one stroke)
         runs = []

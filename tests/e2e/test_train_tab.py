@@ -10,6 +10,7 @@ points, a few seconds on 2 cores.
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tests.e2e.browser import (
     free_port,
     launch_browser,
     open_page,
+    quiet,
     set_number,
     train_state,
     wait_state,
@@ -331,3 +333,29 @@ def test_the_run_view_shows_the_filters_forming_and_the_guesses_changing(app):
         c.getContext('2d').getImageData(0, 0, 28, 28).data.some((v, i) => i % 4 === 0 && v > 0)).length""")
     assert drawn == 20
     pg.locator("#train-view").screenshot(path=str(ARTIFACTS / "train-view.png"))
+
+
+def test_the_queue_line_asks_the_server_only_while_the_train_tab_is_shown(app):
+    """The queue line refreshes itself (GET queue_status every 3 s) while it is on screen; on the Draw
+    tab the page makes no request at all while nobody draws."""
+    pg = open_page(app["browser"], app["url"])
+    try:
+        quiet(pg)                                                     # the page's own load-time events
+        requests = []
+        pg.on("request", lambda r: requests.append((time.perf_counter(), r.url)))
+        pg.wait_for_timeout(7_000)                                    # the Draw tab: more than two periods
+        assert requests == [], requests
+        pg.get_by_role("tab", name="Train").click()
+        pg.wait_for_function("() => +document.querySelector('#queue-info .queue-info').dataset.refreshed >= 2",
+                             timeout=15_000)
+        polls = [u for _, u in requests if u.endswith("/queue_status")]
+        assert polls and all("/queue_status" in u or "/gradio_api/" in u for _, u in requests), requests
+        text = pg.inner_text("#queue-info .queue-info")
+        assert text.startswith("Training on this server: ") and "waiting" in text
+        pg.get_by_role("tab", name="Draw").click()
+        pg.wait_for_timeout(500)
+        left = time.perf_counter()
+        pg.wait_for_timeout(7_000)
+        assert [u for t, u in requests if t > left] == []              # back on Draw: silence again
+    finally:
+        pg.close()
