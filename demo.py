@@ -134,7 +134,7 @@ def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR,
             with gr.Row():
                 loss_plot = gr.HTML(empty_loss, elem_id="loss-plot", elem_classes="chart-cell")
                 acc_plot = gr.HTML(empty_acc, elem_id="acc-plot", elem_classes="chart-cell")
-            gr.Markdown("Train curves: mean over each window of about 30-40 batches (no other smoothing); "
+            gr.Markdown("Train curves: mean over each window of about 30-70 batches (no other smoothing); "
                         "test: once per epoch. Runs picked under *Compare* are overlaid as `test: <run>`.",
                         elem_classes=["muted"])
             with gr.Accordion("Inside the run: the filters forming and 20 test digits turning green", open=True,

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import pct  # noqa: E402
 from mnist_core.data import load_mnist, resolve_data_dir  # noqa: E402
-from tests.e2e.browser import LABEL, launch_browser  # noqa: E402
+from tests.e2e.browser import LABEL, PEN_60HZ_PRELUDE, launch_browser  # noqa: E402
 from tests.mnist_strokes import random_drawings  # noqa: E402
 from tests.server import Server  # noqa: E402
 
@@ -69,14 +69,7 @@ WATCH_VIEW_JS = """() => {
 
 # Label updates per second at 60 Hz input: one pointer move per animation frame, dispatched in the page
 # (Playwright's own mouse moves arrive at ~30 per second on this machine, below the frame rate).
-RATE_JS = """async (n) => {
-  const c = document.querySelector('#sketchpad canvas'), r = c.getBoundingClientRect();
-  const at = (i) => [r.left + r.width * (0.5 + 0.3 * Math.sin(2 * Math.PI * i / n)),
-                     r.top + r.height * (0.5 - 0.35 * Math.cos(2 * Math.PI * i / n))];
-  const ev = (type, i) => { const [x, y] = at(i);
-    c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'mouse', button: 0, buttons: 1,
-                                           clientX: x, clientY: y, bubbles: true, cancelable: true})); };
-  const n0 = window.__views.length;
+RATE_JS = PEN_60HZ_PRELUDE + """  const n0 = window.__views.length;
   ev('pointerdown', 0);
   const t0 = performance.now();
   for (let i = 1; i <= n; i++) { await new Promise(requestAnimationFrame); ev('pointermove', i); }

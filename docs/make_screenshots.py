@@ -4,8 +4,8 @@
 
 Draws a digit with the mouse (the same helpers as the browser tests), opens the Inspect tab on a
 mistake, then trains a short run to compare against and captures the Train tab mid-run with it
-overlaid. Writes docs/draw-tab.png, docs/inspect-tab.png and docs/train-tab.png (palette PNGs, to
-keep the repository small).
+overlaid. Writes docs/draw-tab.png, docs/inspect-tab.png, docs/train-tab.png and docs/train-view.png
+(the run's filters and guesses, mid-run; palette PNGs, to keep the repository small).
 """
 from __future__ import annotations
 
@@ -85,11 +85,12 @@ def main() -> None:
             const t = document.querySelector("#loss-plot path[data-series='train (this run)']");
             return rows >= 2 && t && +t.dataset.points >= 2 * 7 + 3; }""", timeout=900_000)
         page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
+        page.locator("#train-view").screenshot(path=str(ROOT / "docs" / "train-view.png"))   # inside the run
         page.click("#stop")
         wait_state(page, ["stopped", "finished"], 60_000)
         browser.close()
     app.close()
-    for name in ("draw-tab.png", "inspect-tab.png", "train-tab.png"):
+    for name in ("draw-tab.png", "inspect-tab.png", "train-tab.png", "train-view.png"):
         save_small(ROOT / "docs" / name)
         print(f"docs/{name}: {(ROOT / 'docs' / name).stat().st_size // 1024} KB")
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from mnist_core.jobs import run_job, worker_loop
+from mnist_core.jobs import job_events, worker_loop
 
 POLL_SECONDS = 0.1
 STOP_GRACE_SECONDS = 10   # a worker that has not stopped this long after being asked is killed
@@ -168,21 +168,7 @@ class ThreadBackend:
         return f"{self._slots} thread{'s' if self._slots > 1 else ''} in the server process"
 
     def run(self, spec: dict, stop: threading.Event) -> Iterator[tuple]:
-        import queue
-
-        events: queue.Queue = queue.Queue()
-        t = threading.Thread(target=run_job, args=({**spec, "threads": self.threads}, events.put, stop),
-                             name="mnist-training", daemon=True)
-        t.start()
-        try:
-            while True:
-                event = events.get()
-                yield event
-                if event[0] in ("end", "error"):
-                    return
-        finally:
-            stop.set()
-            t.join()
+        yield from job_events({**spec, "threads": self.threads}, stop)   # the run in a thread; closed: stops
 
     def close(self) -> None:
         pass

@@ -3,7 +3,7 @@
 Live curves. The Trainer reports the epoch's *cumulative* mean loss and accuracy every few batches;
 `Curves` turns two such reports into the mean over the batches between them (differences of the
 cumulative sums), so each train point is the plain mean over its window of about `window` batches
-(a boxcar smoothing: ~1,900 images at batch 64, readable without hiding trends) and no point reuses
+(a boxcar smoothing: ~1,900-4,500 images at batch 64, readable without hiding trends) and no point reuses
 another's batches. x is the fractional epoch, epoch - 1 + batch / batches. Test loss and accuracy
 arrive once per epoch, at x = epoch. The point count is capped: the window widens for long runs so
 that a whole run stays under MAX_TRAIN_POINTS per series, so every update is a small, bounded table.
@@ -15,7 +15,8 @@ import math
 
 from . import views
 
-MAX_TRAIN_POINTS = 400     # per series, for a whole run
+MAX_TRAIN_POINTS = 240     # per series, for a whole run: 14 an epoch for the recipe's 15; every stream
+                           # message (the last repeats every value) stays under 20 KB (tests/test_train_stream.py)
 MIN_WINDOW = 30            # batches per train point: ~0.25 s at batch 64 on the 2-core CPU
 
 
@@ -176,14 +177,19 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]], bool]], title:
     out = [f"<svg viewBox='0 0 {W} {H}' role='img' aria-label='{html.escape(title)}' "
            f"style='width:100%;max-width:{W}px;height:auto;font:11px sans-serif'>",
            f"<text x='{ML}' y='14' font-weight='bold' font-size='13'>{html.escape(title)}</text>"]
+    # grid lines and ticks as one path each, labels grouped: the fixed part of a chart is ~1.5 KB, and
+    # the last message of a stream carries two charts in full (tests/test_train_stream.py)
+    ys = []
     y = y0
     while y <= y1 + ystep / 2:
-        out.append(f"<line x1='{ML}' x2='{W - MR}' y1='{sy(y):.0f}' y2='{sy(y):.0f}' stroke='#e5e7eb'/>"
-                   f"<text x='{ML - 4}' y='{sy(y) + 4:.0f}' text-anchor='end'>{y:.4g}</text>")
+        ys.append(y)
         y += ystep
-    for t in ticks:
-        out.append(f"<line x1='{sx(t):.0f}' x2='{sx(t):.0f}' y1='{MT + ph}' y2='{MT + ph + 4}' stroke='#6b7280'/>"
-                   f"<text class='xtick' x='{sx(t):.0f}' y='{MT + ph + 16}' text-anchor='middle'>{t}</text>")
+    out.append(f"<path d='{''.join(f'M{ML},{sy(v):.0f}H{W - MR}' for v in ys)}' stroke='#e5e7eb'/>"
+               "<g text-anchor='end'>"
+               + "".join(f"<text x='{ML - 4}' y='{sy(v) + 4:.0f}'>{v:.4g}</text>" for v in ys) + "</g>")
+    out.append(f"<path d='{''.join(f'M{sx(t):.0f},{MT + ph}v4' for t in ticks)}' stroke='#6b7280'/>"
+               f"<g text-anchor='middle'>"
+               + "".join(f"<text class='xtick' x='{sx(t):.0f}' y='{MT + ph + 16}'>{t}</text>" for t in ticks) + "</g>")
     out.append(f"<text x='{ML + pw / 2}' y='{H - 2}' text-anchor='middle'>epoch</text>")
     legend_x = ML + 8
     others = [c for c in PALETTE if c not in THIS_RUN_COLORS.values()]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import math
 import queue
 import threading
 import time
@@ -27,8 +26,6 @@ from pathlib import Path
 
 from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import (
-    CPU_SECONDS_PER_IMAGE,
-    CPU_SECONDS_PER_STEP,
     CPU_SECONDS_PER_TEST_IMAGE,
     MNIST_TEST_SIZE,
     ConfigError,
@@ -43,7 +40,7 @@ from mnist_core.runs import prune
 from mnist_core.text import plural
 
 from .backends import JobFailed, LocalBackend
-from .train_queue import Pace, queued_message, remaining_seconds, start_in
+from .train_queue import Pace, RunClock, queued_message, remaining_seconds, start_in
 from .train_views import Curves
 
 POLL_SECONDS = 0.25   # how often the stream wakes up to report progress or notice a stop
@@ -88,7 +85,7 @@ class Job:
     started_at: float | None = None
     loaded_at: float | None = None   # its data loaded, training begun (its own pace is measured from here)
     worker_pid: int | None = None    # the process training it (a worker here, or on a Ray node)
-    progress: float = 0.0            # fraction done (batches), for the ETA of the jobs behind it
+    clock: RunClock | None = None    # its own pace (batches, evaluations), for the ETA of the jobs behind it
 
 
 class TrainingService:
@@ -101,6 +98,7 @@ class TrainingService:
         self.backend = backend if backend is not None else LocalBackend()
         self.max_waiting = max_waiting
         self.pace = Pace()
+        self._evals: deque[float] = deque(maxlen=8)   # seconds one evaluation of the test set took here
         self._lock = threading.Lock()
         self._waiting: deque[Job] = deque()
         self._running: dict[int, Job] = {}
@@ -216,10 +214,20 @@ class TrainingService:
                 return 0, 0.0
             ahead = list(itertools.takewhile(lambda j: j is not job, self._waiting))
             running = list(self._running.values())
-        left = [remaining_seconds(self.pace.expected(j.estimate), now - (j.started_at or now), j.progress,
-                                  now - j.loaded_at if j.loaded_at else None) for j in running]
+        eval_s = self._eval_seconds()
+        left = [remaining_seconds(self.pace.expected(j.estimate), now - (j.started_at or now),
+                                  j.clock.left(now, eval_s) if j.clock else None) for j in running]
         wait = start_in(left, [self.pace.expected(j.estimate) for j in ahead], self._slots())
         return len(ahead) + 1, wait
+
+    def _eval_seconds(self) -> float:
+        """What one evaluation of the test set takes here: measured on the last runs, else the budget's
+        CPU cost model scaled by the measured pace."""
+        with self._lock:
+            evals = list(self._evals)
+        if evals:
+            return sum(evals) / len(evals)
+        return MNIST_TEST_SIZE * CPU_SECONDS_PER_TEST_IMAGE * self.pace.factor
 
     # ------------------------------------------------------------------ a run (its runner thread)
     def _spec(self, job: Job) -> dict:
@@ -231,23 +239,27 @@ class TrainingService:
         last: bytes | None = None
         n_train = 0
         state, reason = "failed", "the run ended without a result"
-        train_share = epoch_train_share(job.cfg)   # the rest of an epoch is its evaluation
+        clock = job.clock = RunClock(job.cfg.epochs)
         put(("loading",))
         try:
             for event in self.backend.run(self._spec(job), job.stop):
                 kind = event[0]
+                now = time.monotonic()
                 if kind == "loaded":
-                    n_train, job.loaded_at = event[1], time.monotonic()
+                    n_train, job.loaded_at = event[1], now
+                    clock.on_loaded(now)
                     job.worker_pid = event[3] if len(event) > 3 else None
                     put(event)
                 elif kind == "batch":
-                    done, total = event[1][0], event[1][1]
-                    job.progress = (len(history) + train_share * done / max(1, total)) / job.cfg.epochs
+                    clock.on_batch(event[1][0], event[1][1], now)
                     put(event)
                 elif kind == "epoch":
                     history.append(event[1])
                     last = event[2]
-                    job.progress = len(history) / job.cfg.epochs
+                    took = clock.on_epoch(now)
+                    if took is not None:
+                        with self._lock:
+                            self._evals.append(took)
                     put(("epoch", event[1]))
                 elif kind == "look":
                     put(event)
@@ -420,14 +432,6 @@ def merge_look(view: dict | None, snap: dict) -> dict:
         per_class.append(snap["per_class"])
     out["per_class"] = per_class
     return out
-
-
-def epoch_train_share(cfg: TrainConfig) -> float:
-    """The training batches' share of an epoch's time (the rest: evaluating the 10,000 test images), by
-    the budget's CPU cost model: for the ETA of the jobs waiting behind a run on its last batches."""
-    n = train_samples(cfg)
-    train = n * CPU_SECONDS_PER_IMAGE + math.ceil(n / cfg.batch_size) * CPU_SECONDS_PER_STEP
-    return train / (train + MNIST_TEST_SIZE * CPU_SECONDS_PER_TEST_IMAGE)
 
 
 def _cuda_available() -> bool:

@@ -122,6 +122,15 @@ def send_head(url: str, path: str, length: int, headers: dict | None = None, fir
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else -1
 
 
+def close_app(blocks, keep_backend: bool = False) -> None:
+    """The server closed, its training jobs stopped and (unless keep_backend: a Ray cluster another
+    fixture owns) its worker processes ended."""
+    blocks.close()
+    trainer = getattr(blocks, "mnist_trainer", None)
+    if trainer is not None:
+        trainer.stop() if keep_backend else trainer.close()
+
+
 @contextlib.contextmanager
 def serve(blocks):
     """An app built in this process, served on a free port in a thread: yields its URL (ending in /)."""
@@ -130,21 +139,33 @@ def serve(blocks):
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        blocks.close()
-        trainer = getattr(blocks, "mnist_trainer", None)
-        if trainer is not None:   # its jobs stopped, its worker processes ended
-            trainer.close()
+        close_app(blocks)
 
 
-def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300):
+@contextlib.contextmanager
+def launched(blocks, keep_backend: bool = False):
+    """An app of demo.build_app served as demo.launch serves it (the app's own routes and bounds), on a
+    free port in a thread: yields its URL (ending in /)."""
+    import demo
+
+    port = free_port()
+    demo.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        close_app(blocks, keep_backend)
+
+
+def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300, config: dict | None = None):
     """Call a streaming endpoint over Gradio's own protocol (queue/join, then the SSE stream), as the
     page does. Yields (bytes of the message on the wire, its kind, every output's value with Gradio's
-    diffs applied) per update, up to and including process_completed."""
+    diffs applied) per update, up to and including process_completed. `config`: the app's /config, when
+    the caller already has it (as a page that is loaded)."""
     import httpx
     from gradio_client.utils import apply_diff
 
     url = url.rstrip("/")
-    cfg = httpx.get(f"{url}/config").json()
+    cfg = config or httpx.get(f"{url}/config").json()
     prefix = cfg.get("api_prefix", "/gradio_api")
     dep = next(d for d in cfg["dependencies"] if d.get("api_name") == api_name)
     session = uuid.uuid4().hex[:10]

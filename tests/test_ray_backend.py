@@ -31,6 +31,7 @@ import demo  # noqa: E402
 from mnist_web.backends import BackendError  # noqa: E402
 from mnist_web.ray_backend import RayBackend  # noqa: E402
 from tests.e2e.browser import free_port  # noqa: E402
+from tests.server import launched  # noqa: E402
 from tests.test_app import state_of, train_args  # noqa: E402
 from tests.test_train_workers import QUEUED_RUN, saved_history, trainer_history, wait_for  # noqa: E402
 
@@ -88,13 +89,8 @@ def app(cluster, tmp_path_factory, synthetic_root, shipped_checkpoint):
     nowhere = tmp_path_factory.mktemp("no-mnist-here")   # the app's own data folder is not the workers'
     blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(nowhere), download=False,
                             train_backend=cluster["backend"])
-    port = free_port()
-    demo.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "runs": runs, "trainer": blocks.mnist_trainer}
-    finally:
-        blocks.close()
-        blocks.mnist_trainer.stop()
+    with launched(blocks, keep_backend=True) as url:   # the cluster fixture owns the backend
+        yield {"url": url, "runs": runs, "trainer": blocks.mnist_trainer}
 
 
 def watch_running(trainer, stop: threading.Event, seen: list) -> None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mnist_web.train_queue import Pace, ordinal, queued_message, remaining_seconds, start_in
+from mnist_web.train_queue import Pace, RunClock, ordinal, queued_message, remaining_seconds, start_in
 from mnist_web.train_views import status_html
 from mnist_web.training_service import TrainingService
 
@@ -95,10 +95,10 @@ def test_start_in_simulates_the_slots():
 
 
 def test_remaining_and_pace():
-    assert remaining_seconds(10.0, 2.0, 0.0) == 8.0                      # no pace of its own yet
-    assert remaining_seconds(10.0, 20.0, 0.0) == 0.5                     # late: still not done
-    assert remaining_seconds(10.0, 4.0, 0.5, training=4.0) == 6.0        # on time: the expected duration
-    assert remaining_seconds(10.0, 8.0, 0.5, training=7.0) == 7.0        # slower: its own pace says more
+    assert remaining_seconds(10.0, 2.0) == 8.0                           # no pace of its own yet
+    assert remaining_seconds(10.0, 20.0) == 0.5                          # late: still not done
+    assert remaining_seconds(10.0, 4.0, own=3.0) == 3.0                  # its own clock, once it can tell
+    assert remaining_seconds(10.0, 4.0, own=0.0) == 0.05
     p = Pace()
     assert p.expected(10.0) == 10.0
     p.add(1.0, 20.0, 10.0)
@@ -261,12 +261,20 @@ def test_bad_or_over_budget_values_never_enter_the_queue(tmp_path, values):
     assert b.started == [] and not s.busy
 
 
-def test_a_runs_progress_leaves_room_for_its_evaluation():
-    """After its last batch a run still evaluates 10,000 test images: for the ETA of the jobs behind it,
-    an epoch's batches are only their share of it (the budget's CPU cost model)."""
-    from mnist_core.config import make_config
-    from mnist_web.training_service import epoch_train_share
-
-    small = epoch_train_share(make_config(epochs=1, max_train_samples=10_000, device="cpu"))
-    recipe = epoch_train_share(make_config(device="cpu"))
-    assert 0.5 < small < 0.7 and 0.85 < recipe < 0.95
+def test_a_running_jobs_clock_times_its_batches_and_its_evaluation_apart():
+    """A 2-epoch run of 100 batches an epoch at 0.05 s a batch, and 1 s to evaluate the test set: the
+    time left counts the batches by their own pace and each evaluation for what it takes."""
+    c = RunClock(epochs=2)
+    c.on_loaded(0.0)
+    c.on_batch(10, 100, 0.5)
+    assert c.left(0.5, eval_seconds=1.0) is None                        # 10 batches: too early to tell
+    c.on_batch(40, 100, 2.0)
+    assert c.left(2.0, 1.0) == pytest.approx(60 * 0.05 + 1.0 + (100 * 0.05 + 1.0))   # 3 + 1, then 6
+    assert c.left(2.3, 1.0) == pytest.approx(c.left(2.0, 1.0) - 0.3)   # the clock runs between reports
+    c.on_batch(100, 100, 5.0)                                           # last batch: evaluating now
+    assert c.left(5.4, 1.0) == pytest.approx(0.6 + 6.0)
+    assert c.on_epoch(6.2) == pytest.approx(1.2)                        # that evaluation took 1.2 s
+    c.on_batch(50, 100, 8.7)                                            # epoch 2: the same pace
+    assert c.left(8.7, 1.2) == pytest.approx(50 * 0.05 + 1.2)
+    c.on_batch(100, 100, 11.2)
+    assert c.left(20.0, 1.2) == 0.0                                     # late evaluation: nothing left to expect

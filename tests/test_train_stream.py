@@ -146,3 +146,36 @@ def test_real_mnist_epoch_streams_points_before_its_row(real_mnist, shipped_chec
         assert max(n for n, _ in msgs) < PAYLOAD_LIMIT
         print(f"\n{points} points before the first row; {len(msgs)} updates, max {max(n for n, _ in msgs)} bytes, "
               f"{time.time() - t0:.0f} s")
+
+
+def test_the_last_message_of_the_longest_run_stays_under_the_budget():
+    """Gradio's last message of a stream repeats every output in full: for the recipe's 15 epochs at the
+    point cap, three runs overlaid and the run's view at its largest (15 per-digit rows), it must still
+    fit PAYLOAD_LIMIT (the pickers, buttons and the message's envelope: under 1 KB more)."""
+    import json
+
+    import torch
+
+    from mnist_core.model import Net
+    from mnist_core.watch import Watcher
+    from mnist_web.handlers import TrainHandlers
+    from mnist_web.train_views import MAX_TRAIN_POINTS
+    from mnist_web.training_service import TrainUpdate
+
+    hist = [{"epoch": e, "epochs": 15, "lr": 0.02, "train_loss": 0.061234, "train_accuracy": 98.1234,
+             "test_loss": 0.021234, "test_accuracy": 99.4123, "seconds": 9.87654} for e in range(1, 16)]
+    train = [(round(15 * (i + 1) / MAX_TRAIN_POINTS, 4), 0.0512345 + i / 1e5, 98.51234 + i / 1e3)
+             for i in range(MAX_TRAIN_POINTS)]
+    test = [(float(e), 0.0212345, 99.41234) for e in range(1, 16)]
+    look = Watcher(torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8), torch.arange(40) % 10,
+                   torch.device("cpu")).snapshot(Net(), 15, 938, 938, [99.123] * 10)
+    look.pop("digits")                                   # sent once, early (tests above)
+    look["per_class"] = [[99.12] * 10 for _ in range(15)]
+    u = TrainUpdate("finished", "Finished: test accuracy 99.41% after 15 epochs. Saved as run-20261202-101520-99.41.pt;"
+                    " pick it in the Draw tab.", hist, 938, 938, None, "run-20261202-101520-99.41.pt", train, test,
+                    6123.0, 1.0, 15, look=look)
+    earlier = [(f"run-20261126-1015{i}0-99.40", hist) for i in range(3)]
+    status, table, loss, acc, curves, view = TrainHandlers.outputs(u, earlier)
+    sizes = [len(json.dumps(v, separators=(",", ":")))           # compact, as on the wire
+             for v in (status, table.to_dict("split"), loss, acc, curves, view)]
+    assert sum(sizes) < PAYLOAD_LIMIT - 1_000, sizes

@@ -22,7 +22,7 @@ from mnist_core.config import make_config
 from mnist_core.data import load_mnist
 from mnist_core.train import Trainer
 from mnist_web.backends import LocalBackend
-from tests.e2e.browser import free_port
+from tests.server import launched
 from tests.test_app import state_of, train_args
 from tests.test_strokes import SEVEN, payload
 
@@ -33,13 +33,8 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
     blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
                             train_backend=LocalBackend(1, 1))
-    port = free_port()
-    demo.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "runs": runs, "trainer": blocks.mnist_trainer}
-    finally:
-        blocks.close()
-        blocks.mnist_trainer.close()
+    with launched(blocks) as url:
+        yield {"url": url, "runs": runs, "trainer": blocks.mnist_trainer}
 
 
 def wait_for(job, state, timeout=90):

@@ -118,7 +118,7 @@ function render() {
     state.shown = {};
     const mode = live.net ? 'empty' : (document.querySelector('#sketchpad .sketch[data-live="loading"]') ? 'loading' : 'server');
     root.dataset.state = mode;
-    if (mode === 'loading') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second)
+    if (mode !== 'empty') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second, no request)
     note.textContent = {
       empty: 'Draw a digit: every layer of the network lights up as you draw. Click a map to see what that unit looks for.',
       loading: 'Loading the network\'s weights into the page...',

@@ -123,6 +123,19 @@ ROW_EPOCHS_JS = """() => { const rows = new Map();
   return [...rows.keys()].sort((a, b) => a - b).map(k => rows.get(k)); }"""
 
 
+# The start of an `async (n) => {...}` page function that draws a circle of n pointer moves, one per
+# animation frame (a 60 Hz pen), dispatched in the page: Playwright's own mouse moves arrive at only
+# ~15-30 per second on a loaded 2-core machine. Defines at(i) (the i-th point) and ev(type, i).
+PEN_60HZ_PRELUDE = """async (n) => {
+  const c = document.querySelector('#sketchpad canvas'), r = c.getBoundingClientRect();
+  const at = (i) => [r.left + r.width * (0.5 + 0.3 * Math.sin(2 * Math.PI * i / n)),
+                     r.top + r.height * (0.5 - 0.35 * Math.cos(2 * Math.PI * i / n))];
+  const ev = (type, i) => { const [x, y] = at(i);
+    c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'mouse', button: 0, buttons: 1,
+                                           clientX: x, clientY: y, bubbles: true, cancelable: true})); };
+"""
+
+
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
 
 

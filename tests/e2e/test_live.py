@@ -30,13 +30,13 @@ from tests.e2e.browser import (
     LABEL,
     WATCH_LABEL_JS,
     draw,
-    free_port,
     launch_browser,
     open_page,
     quiet,
     wait_label,
 )
 from tests.mnist_strokes import random_drawings
+from tests.server import launched
 from tests.stroke_cases import EDGE_CASES
 
 LIVE_MODE = "() => document.querySelector('#sketchpad .sketch').dataset.live"
@@ -55,10 +55,7 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
 
     runs = tmp_path_factory.mktemp("runs")
     blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    port = free_port()
-    demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    with launched(blocks) as url:
         # a model trained by the Train tab's own endpoint (1,000 synthetic samples, 1 epoch)
         status = Client(url, verbose=False).predict(1, 0.02, 0.9, 32, 6, 0.1, 7, 0.0, 3, 1000, "cpu", None, [],
                                                     api_name="/train")[0]
@@ -70,8 +67,6 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
                 yield {"url": url, "browser": browser, "shipped": shipped_checkpoint, "trained": trained}
             finally:
                 browser.close()
-    finally:
-        blocks.close()
 
 
 def live_page(app, **options):

@@ -11,7 +11,17 @@ import pytest
 
 from mnist_core.data import load_mnist
 from mnist_core.predict import Predictor
-from tests.e2e.browser import ARTIFACTS, DIGITS, PHONE, clear, draw, open_page, quiet, to_screen
+from tests.e2e.browser import (
+    ARTIFACTS,
+    DIGITS,
+    PEN_60HZ_PRELUDE,
+    PHONE,
+    clear,
+    draw,
+    open_page,
+    quiet,
+    to_screen,
+)
 from tests.network_ref import hooked_stages
 
 LAYERS = {"conv1": (8, 26), "conv2": (16, 24), "transition": (8, 12), "conv3": (16, 10), "conv4": (8, 8),
@@ -129,14 +139,7 @@ def test_without_the_pages_network_the_server_draws_the_maps_at_pen_up(browser, 
 # One pointer move per animation frame (a 60 Hz pen), dispatched in the page: Playwright's own mouse
 # moves arrive at only ~15-30 per second on a loaded 2-core machine, below what is being measured.
 # Returns [view updates per second, label changes per second, pointer moves per second, ms per view update].
-PEN_60HZ_JS = """async (n) => {
-  const c = document.querySelector('#sketchpad canvas'), r = c.getBoundingClientRect();
-  const at = (i) => [r.left + r.width * (0.5 + 0.3 * Math.sin(2 * Math.PI * i / n)),
-                     r.top + r.height * (0.5 - 0.35 * Math.cos(2 * Math.PI * i / n))];
-  const ev = (type, i) => { const [x, y] = at(i);
-    c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'mouse', button: 0, buttons: 1,
-                                           clientX: x, clientY: y, bubbles: true, cancelable: true})); };
-  const label = () => document.querySelector('#label').textContent;
+PEN_60HZ_JS = PEN_60HZ_PRELUDE + """  const label = () => document.querySelector('#label').textContent;
   let labels = 0, seen = label();
   const obs = new MutationObserver(() => { const t = label(); if (t !== seen) { seen = t; labels++; } });
   obs.observe(document.querySelector('#label'), {childList: true, subtree: true, characterData: true});

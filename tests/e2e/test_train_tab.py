@@ -19,7 +19,6 @@ from tests.conftest import need
 from tests.e2e.browser import (
     ARTIFACTS,
     CHROMIUM,
-    free_port,
     launch_browser,
     open_page,
     quiet,
@@ -27,6 +26,7 @@ from tests.e2e.browser import (
     train_state,
     wait_state,
 )
+from tests.server import launched
 
 # Records, on every change of the loss chart, (train points, test points, table rows, series count).
 RECORDER_JS = """() => {
@@ -60,23 +60,17 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     # one training slot: a second page's run waits in the queue (the default is 2 slots)
     blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
                             train_backend=LocalBackend(1, 1))
-    port = free_port()
-    demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        with sync_playwright() as p:
-            browser = launch_browser(p)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_role("tab", name="Train").click()
-                page.wait_for_selector("#start")
-                yield {"page": page, "runs": runs, "browser": browser, "url": f"http://127.0.0.1:{port}/"}
-            finally:
-                browser.close()
-    finally:
-        blocks.close()
-        blocks.mnist_trainer.close()
+    with launched(blocks) as url, sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page.goto(url)
+            page.get_by_role("tab", name="Train").click()
+            page.wait_for_selector("#start")
+            yield {"page": page, "runs": runs, "browser": browser, "url": url}
+        finally:
+            browser.close()
 
 
 def run(pg, epochs, lr, timeout=180_000) -> str:
