@@ -14,14 +14,24 @@ load: --users (default 50) simulated people at once, each drawing one digit the 
       for at once (two events, as the page fires `change` and `release`). Prints p50/p99 of the final
       label and of the explanation, and errors (target 0).
 
+flood: the plain routes under a flood (issue 31): /queue_status and /mnist/weights probed one after the other
+      for --seconds idle, then for --seconds while --clients (default 40) clients post drawings to
+      /mnist/activations as fast as they are answered (from a child process, so the probe's own client is
+      not slowed by theirs). Prints p50/p90 of each probed route idle vs under the flood, the flood's
+      answers per second and its counts by status (503s: refused by the route's bound, 500s: target 0).
+
     python benchmarks/soak.py soak --minutes 5 --data-dir ../shared/mnist
     python benchmarks/soak.py load --users 50
+    python benchmarks/soak.py flood --clients 40 --seconds 8
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +48,8 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.common import pct  # noqa: E402
 from tests.drawing import stroke_digit  # noqa: E402
-from tests.server import Server  # noqa: E402
+from tests.server import Server, request  # noqa: E402
+from tests.test_strokes import SEVEN, payload  # noqa: E402
 
 
 def digit_strokes(kind: str, rng: np.random.Generator) -> list[list[list[float]]]:
@@ -234,6 +245,118 @@ def crowd(a) -> None:
           + (f" (first: {errors[0]})" if errors else ""), flush=True)
 
 
+PROBED = ("/queue_status", "/mnist/weights?key=shipped")
+
+
+def probe(url: str, seconds: float) -> dict[str, list[float]]:
+    """Each probed route asked in turn (a new connection each time, as a monitor or a page would) for
+    `seconds`: milliseconds per answer; any answer but 200 is an error."""
+    out: dict[str, list[float]] = {p: [] for p in PROBED}
+    end = time.time() + seconds
+    while time.time() < end:
+        for path in PROBED:
+            t = time.perf_counter()
+            status, _ = request(url + path, timeout=30)
+            out[path].append(1000 * (time.perf_counter() - t))
+            if status != 200:
+                raise SystemExit(f"{path} answered {status}")
+        time.sleep(0.02)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+FLOODS = {  # name: (path, clients wait Retry-After after a 503, what it shows)
+    "activations": ("/mnist/activations", False, "clients that retry at once after a 503"),
+    "activations-polite": ("/mnist/activations", True, "clients that wait the Retry-After a 503 names"),
+    "404": ("/mnist/nothing", False, "reference: the same clients on a route that does no work (404)"),
+}
+
+
+def flood_clients(a) -> None:
+    """The flood itself (run as a child process by `flood`): --clients threads, each on its own kept-alive
+    connection, asking --path (POSTing a drawing to /mnist/activations, as the page does) for --seconds;
+    with --polite a client waits the Retry-After of a 503. Prints the counts by status as JSON."""
+    host, port = a.url.split("//")[1].rstrip("/").split(":")
+    body = json.dumps({"strokes": payload(SEVEN), "key": "shipped"}).encode()
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"}   # as a browser
+    post = a.path.endswith("/activations")
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    end = time.time() + a.seconds
+
+    def client(_):
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        while time.time() < end:
+            wait = 0.0
+            try:
+                conn.request("POST" if post else "GET", a.path, body if post else None, headers)
+                r = conn.getresponse()
+                r.read()
+                key = str(r.status)
+                if r.status == 503 and a.polite:
+                    wait = float(r.getheader("Retry-After", "1"))
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                key = type(exc).__name__
+                conn.close()
+            with lock:
+                counts[key] = counts.get(key, 0) + 1
+            time.sleep(min(wait, max(0.0, end - time.time())))
+
+    with ThreadPoolExecutor(a.clients) as pool:
+        list(pool.map(client, range(a.clients)))
+    print(json.dumps(counts), flush=True)
+
+
+def flood_phase(server: Server, name: str, a) -> tuple[dict, dict, float]:
+    """One flood from a child process: (probe times under it, the flood's counts, server cores busy)."""
+    path, polite, _ = FLOODS[name]
+    child = subprocess.Popen([sys.executable, __file__, "flood-clients", "--url", server.url, "--path", path,
+                              "--clients", str(a.clients), "--seconds", str(a.seconds), *(["--polite"] * polite)],
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)                                             # the flood under way before the probe
+    cpu0, t0 = cpu_seconds(server.proc.pid), time.time()
+    flooded = probe(server.url, a.seconds - 1.5)
+    busy = (cpu_seconds(server.proc.pid) - cpu0) / (time.time() - t0)
+    counts = json.loads(child.communicate(timeout=120)[0].strip().splitlines()[-1])
+    return flooded, counts, busy
+
+
+def route_flood(a) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mnist-flood-"))
+    (tmp / "runs").mkdir()
+    server = Server(tmp, "--runs-dir", str(tmp / "runs"), *(["--data-dir", a.data_dir] if a.data_dir else []))
+    try:
+        url = server.url
+        nested = request(url + "/mnist/activations", b"[" * 100_000, {"Content-Type": "application/json"})
+        probe(url, 3)                                           # warm-up: the model and its weights body
+        idle = probe(url, a.seconds)
+        print(f"flood: {a.clients} clients for {a.seconds:g} s per flood, from a child process; /queue_status and "
+              f"/mnist/weights probed one after the other (a new connection each, 20 ms apart), idle first")
+        for path in PROBED:
+            i = idle[path]
+            print(f"  idle {path.split('?')[0]}: p50 {pct(i, 50):.1f} ms p90 {pct(i, 90):.1f} ms "
+                  f"max {max(i):.0f} ms (n={len(i)})")
+        for name in a.floods:
+            flooded, counts, busy = flood_phase(server, name, a)
+            print(f"{name} ({FLOODS[name][0]}, {FLOODS[name][2]}): {counts.get('200', 0) / a.seconds:.0f} answers/s, "
+                  f"{sum(counts.values()) / a.seconds:.0f} requests/s, by status {dict(sorted(counts.items()))}; "
+                  f"503s {counts.get('503', 0)}, 500s {counts.get('500', 0)}; server {busy:.2f} cores busy")
+            for path in PROBED:
+                i, f = idle[path], flooded[path]
+                print(f"  {path.split('?')[0]}: p50 {pct(f, 50):.1f} ms p90 {pct(f, 90):.1f} ms max {max(f):.0f} ms "
+                      f"(n={len(f)}); p90 {pct(f, 90) / pct(i, 90):.2f}x idle")
+        print(f"nested body (100,000 x '['): {nested[0]} {nested[1][:100]!r}")
+    finally:
+        server.stop()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -252,8 +375,19 @@ def main() -> None:
     c.add_argument("--users", type=int, default=50)
     c.add_argument("--updates", type=int, default=10)
     c.add_argument("--seconds", type=float, default=60)
+    f = sub.add_parser("flood")
+    f.add_argument("--clients", type=int, default=40)
+    f.add_argument("--seconds", type=float, default=8.0)
+    f.add_argument("--data-dir", default=None)
+    f.add_argument("--floods", nargs="+", choices=list(FLOODS), default=list(FLOODS))
+    fc = sub.add_parser("flood-clients")
+    fc.add_argument("--url", required=True)
+    fc.add_argument("--path", default="/mnist/activations")
+    fc.add_argument("--polite", action="store_true")
+    fc.add_argument("--clients", type=int, default=40)
+    fc.add_argument("--seconds", type=float, default=8.0)
     a = p.parse_args()
-    {"soak": soak, "load": load, "crowd": crowd}[a.cmd](a)
+    {"soak": soak, "load": load, "crowd": crowd, "flood": route_flood, "flood-clients": flood_clients}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Take the README's screenshots from the real app in headless Chromium.
+"""Take the screenshots of the README and docs/ from the real app in headless Chromium.
 
     python docs/make_screenshots.py [--data-dir ../shared/mnist]
 

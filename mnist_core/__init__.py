@@ -5,7 +5,9 @@ checkpoints, preprocessing of drawings, and the ONNX export. It never imports Gr
 Modules, by what they hold:
     config      TrainConfig, the one frozen dataclass of hyperparameters (CLI and UI share it); the
                 web service's training budget
-    model       the network
+    arch        the network's stages, described once (model, fold, units and the page derive from it)
+    model       the network, built from arch
+    fold        BatchNorm folded into the convolutions: the weights the page runs (GET /mnist/weights)
     data        locating, downloading and reading the MNIST IDX files into tensors
     batches     the fast tensor pipeline: shuffling, batched rotation, normalization
     train       training as a generator of per-epoch records
@@ -16,10 +18,19 @@ Modules, by what they hold:
     export      a checkpoint as an ONNX file (dynamic batch axis, normalization in its metadata)
     strokes     the Draw tab's stroke payload: parse, bound, render
     preprocess  turning a drawing into an MNIST-like 28x28 image (pure functions)
+    raster      the page's rasteriser twin: strokes -> the network's 28x28 input
     predict     Predictor: a loaded model + preprocessing = probabilities
-    registry    the checkpoints a front end can offer (shipped + trained runs)
-    runs        saved runs: listing, comparing, download, delete, pruning
+    store       one place for models: the shipped one and the runs, listing, bounded caches of what is
+                derived from each (LRU by count and bytes), owner-checked delete, download copies
+    parts       what is derived from a model (features, mistakes, unit index, weights body), built once
+                by one capped background worker
+    registry    ModelRegistry: the store under its older name (the model picker's catalog)
+    runs        RunStore: the store seen as the run catalog; comparing runs' settings
+    pruning     which saved runs go when the folder is over its bounds: per owner, then the server's
     insight     why it said that: saliency, look-alike training digits, the model's mistakes
+    units       the network view's data: each stage's maps, what each unit looks for (its top digits)
+    jobs        a training job as events, run by a worker (a local process or a Ray task)
+    watch       snapshots of a run as it trains (filters, guesses on fixed digits)
     text        tiny wording helpers
     cli         `python -m mnist_core ...` (console script `mnist-core`)
 """

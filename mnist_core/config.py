@@ -147,7 +147,7 @@ def make_config(nullable: tuple[str, ...] = NULLABLE_FIELDS, **values) -> TrainC
 # ------------------------------------------------------------------------------ training budget
 MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
-# CPU cost model of a run on this project's 2-core CPU, from the README's per-epoch table (~9 s of training
+# CPU cost model of a run on this project's 2-core CPU, from the per-epoch table in docs/training.md (~9 s of training
 # + ~1 s of evaluation per 60,000-image epoch at batch 64) plus an assumed 1 ms fixed cost per optimizer step
 # (so tiny batches count as slow). Only used to refuse runs far beyond the default recipe, whose own
 # estimate (150 s) sets the bound; the status line shows the measured pace and ETA.
@@ -181,7 +181,9 @@ class TrainingBudget:
     """
     max_steps: int = 2 * total_steps(TrainConfig())
     max_seconds: float = 2 * estimate_seconds(TrainConfig())
-    keep_runs: int = 20            # the runs folder keeps this many newest checkpoints
+    keep_runs: int = 5             # each owner keeps this many of their newest runs (mnist_core/pruning.py)
+    max_runs: int = 220            # the runs folder keeps at most this many in all: a class of 40 x 5 fits
+    max_run_bytes: int = 64_000_000   # ... and at most this many bytes (a run is ~80 KB)
     min_saved_samples: int = 1_000  # shorter runs (or runs with no finished epoch) are not saved
 
     def check(self, cfg: TrainConfig, on_cpu: bool = True) -> None:

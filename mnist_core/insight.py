@@ -9,14 +9,13 @@ Pure logic, no UI: arrays and small dataclasses in, arrays and small dataclasses
 - FeatureIndex: the network's own 16-d pooled features (after the global average pool, before the
   last 1x1 conv) of every training image, searched with one matrix product (cosine similarity).
 - find_mistakes(): every test digit the model gets wrong, with what it said and how sure it was.
-- InsightService: holds MNIST and the per-model caches (features, mistakes); thread-safe, computes
-  each once per loaded model.
+- InsightService: holds MNIST and builds each model's features and mistakes once, as parts of the
+  model (parts.py: kept by the model store under its bounds, or weakly per Predictor); thread-safe.
 """
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import FILES, DataError, raw_dir, read_split, resolve_data_dir
+from .parts import Parts
 from .predict import Prediction, Predictor
 from .preprocess import prepare
 
@@ -363,21 +363,19 @@ def mnist_unavailable(data_dir) -> str | None:
 
 
 class InsightService:
-    """MNIST (read once, shared) and per-model caches of the feature index and the mistakes.
+    """MNIST (read once, shared) and, per loaded model, the feature index and the mistakes.
 
-    Caches are keyed by the Predictor object (weakly): the registry makes a new Predictor when a
-    checkpoint changes, so a retrained file gets fresh features. Thread-safe; each cache entry is
-    computed once even when several sessions ask at the same time.
+    Those are parts of the model (parts.py), built once per Predictor (the store makes a new Predictor
+    when a checkpoint changes, so a retrained file gets fresh features); the feature index in the one
+    background worker of `parts`. With a ModelStore as `parts` they live and go with the store's models
+    under its bounds; by default (Parts()) they are kept weakly per Predictor. Thread-safe.
     """
 
-    def __init__(self, data_dir: str | Path | None = None) -> None:
+    def __init__(self, data_dir: str | Path | None = None, parts: Parts | None = None) -> None:
         self.data_dir = data_dir
+        self.parts = parts if parts is not None else Parts()
         self._data = None
         self._lock = threading.Lock()
-        self._features: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._mistakes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._building: weakref.WeakSet = weakref.WeakSet()
 
     def unavailable(self) -> str | None:
         return None if self._data is not None else mnist_unavailable(self.data_dir)
@@ -397,39 +395,23 @@ class InsightService:
     def test_size(self) -> int:
         return len(self.data()[1])
 
-    def _model_lock(self, predictor: Predictor) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(predictor, threading.Lock())
+    def _build_features(self, predictor: Predictor) -> FeatureIndex:
+        train, _ = self.data()
+        return FeatureIndex.build(predictor.model, train.images, train.labels, predictor.mean, predictor.std)
+
+    def _find_mistakes(self, predictor: Predictor) -> list[Mistake]:
+        _, test = self.data()
+        return find_mistakes(predictor.model, test.images, test.labels, predictor.mean, predictor.std)
 
     def feature_index(self, predictor: Predictor) -> FeatureIndex:
-        with self._model_lock(predictor):
-            if predictor not in self._features:
-                train, _ = self.data()
-                self._features[predictor] = FeatureIndex.build(predictor.model, train.images, train.labels,
-                                                               predictor.mean, predictor.std)
-            return self._features[predictor]
+        """The model's feature index, built in this thread if it is not yet."""
+        return self.parts.part(predictor, "features", self._build_features)
 
     def ready_index(self, predictor: Predictor) -> FeatureIndex | None:
-        """The model's feature index if it is built; else start building it in a background thread
-        (once) and return None, so a live drawing never waits for the one-time feature pass."""
-        with self._lock:
-            if predictor in self._features:
-                return self._features[predictor]
-            if predictor in self._building:
-                return None
-            self._building.add(predictor)
-
-        def build():
-            try:
-                self.feature_index(predictor)
-            except Exception:   # missing/damaged data: unavailable() says why; a later call may retry
-                pass
-            finally:
-                with self._lock:
-                    self._building.discard(predictor)
-
-        threading.Thread(target=build, name="mnist-feature-index", daemon=True).start()
-        return None
+        """The model's feature index if it is built; else have the background worker build it (once) and
+        return None, so a live drawing never waits for the one-time feature pass. A failed build
+        (missing or damaged data: unavailable() says why) is tried again by the next call."""
+        return self.parts.ready_part(predictor, "features", self._build_features)
 
     def lookalikes(self, predictor: Predictor, image28, k: int = LOOKALIKES) -> list[LookAlike]:
         return lookalikes(predictor, self.feature_index(predictor), image28, k)
@@ -437,13 +419,7 @@ class InsightService:
     def mistakes(self, predictor: Predictor, order: str = SORT_ORDERS[0]) -> list[Mistake]:
         if order not in SORT_ORDERS:
             raise InsightError(f"unknown order {order!r}; choose one of {', '.join(SORT_ORDERS)}")
-        with self._model_lock(predictor):
-            if predictor not in self._mistakes:
-                _, test = self.data()
-                self._mistakes[predictor] = find_mistakes(predictor.model, test.images, test.labels,
-                                                          predictor.mean, predictor.std)
-            found = self._mistakes[predictor]
-        return sort_mistakes(found, order)
+        return sort_mistakes(self.parts.part(predictor, "mistakes", self._find_mistakes), order)
 
     def confusion(self, predictor: Predictor, checkpoint: dict | None = None) -> list[list[int]] | None:
         """The stored confusion matrix of the checkpoint (or of predictor.test_metrics, if the

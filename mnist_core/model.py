@@ -1,8 +1,10 @@
-"""The 7,416-parameter network of the design.
+"""The 7,416-parameter network of the design, built from its description in arch.py (STAGES).
 
 Receptive field grows with 3x3 convs, a 1x1 "transition" conv squeezes 16 channels to 8 before the
 only max-pool, and a global average pool + 1x1 conv replace a fully connected head. No conv has a
 bias: each is followed by BatchNorm (which has its own shift) or feeds the log-softmax directly.
+One module per stage, named as the stage (conv1 ... conv6, trans, gap, head): a Sequential of
+Conv, ReLU, BatchNorm, Dropout and pool as the stage has them, or the one module when it has one.
 """
 from __future__ import annotations
 
@@ -10,32 +12,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURE = "mnist-cnn-7416"
+from .arch import ARCHITECTURE, GEOMETRY, STAGES, Geometry, Stage
+
+__all__ = ["ARCHITECTURE", "Net", "build_model", "count_parameters"]
 
 
-def _block(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(cout), nn.Dropout(dropout)
-    )
+def _stage(stage: Stage, shape: Geometry, dropout: float) -> nn.Module:
+    layers: list[nn.Module] = []
+    if stage.kernel:
+        layers.append(nn.Conv2d(shape.cin, stage.channels, stage.kernel, bias=False))
+    if stage.relu:
+        layers.append(nn.ReLU())
+    if stage.batchnorm:
+        layers += [nn.BatchNorm2d(stage.channels), nn.Dropout(dropout)]
+    if stage.pool == "max2":
+        layers.append(nn.MaxPool2d(2))
+    elif stage.pool == "mean":
+        layers.append(nn.AvgPool2d(shape.side_in))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
 class Net(nn.Module):
     def __init__(self, dropout: float = 0.05) -> None:
         super().__init__()
         self.dropout = dropout
-        self.conv1 = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.ReLU())    # 28 -> 26, RF 3
-        self.conv2 = _block(8, 16, dropout)                                        # 26 -> 24, RF 5
-        self.trans = nn.Sequential(nn.Conv2d(16, 8, 1, bias=False), nn.MaxPool2d(2))  # 24 -> 12, RF 6
-        self.conv3 = _block(8, 16, dropout)                                        # 12 -> 10, RF 10
-        self.conv4 = _block(16, 8, dropout)                                        # 10 -> 8,  RF 14
-        self.conv5 = _block(8, 16, dropout)                                        # 8 -> 6,   RF 18
-        self.conv6 = _block(16, 16, dropout)                                       # 6 -> 4,   RF 22
-        self.gap = nn.AvgPool2d(4)                                                 # 4 -> 1
-        self.head = nn.Conv2d(16, 10, 1, bias=False)                               # 16 -> 10 classes
+        for stage, shape in zip(STAGES, GEOMETRY, strict=True):     # 28 -> 26 -> 24 -> 12 -> ... -> 4 -> 1
+            self.add_module(stage.name, _stage(stage, shape, dropout))
 
     def stages(self) -> list[tuple[str, nn.Module]]:
-        return [(n, getattr(self, n)) for n in
-                ("conv1", "conv2", "trans", "conv3", "conv4", "conv5", "conv6", "gap", "head")]
+        return [(s.name, getattr(self, s.name)) for s in STAGES]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _, stage in self.stages():

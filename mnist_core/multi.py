@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arch import GEOMETRY, STAGES, Geometry, Stage
 from .config import MNIST_MEAN, MNIST_STD, ConfigError, TrainConfig
 from .data import Split
 from .model import Net
@@ -37,10 +38,21 @@ from .model import Net
 INITS = ("default", "kaiming_normal", "kaiming_uniform_relu")
 
 
-def _block(k: int, cin: int, cout: int, dropout: float, momentum: float, eps: float) -> nn.Sequential:
-    # same indices as model._block, so state-dict keys match Net's
-    return nn.Sequential(nn.Conv2d(k * cin, k * cout, 3, bias=False, groups=k), nn.ReLU(),
-                         nn.BatchNorm2d(k * cout, eps=eps, momentum=momentum), nn.Dropout(dropout))
+def _grouped_stage(k: int, stage: Stage, shape: Geometry, dropout: float, momentum: float,
+                   eps: float) -> nn.Module:
+    """model._stage with K groups: the same layers in the same order, so state-dict keys match Net's."""
+    layers: list[nn.Module] = []
+    if stage.kernel:
+        layers.append(nn.Conv2d(k * shape.cin, k * stage.channels, stage.kernel, bias=False, groups=k))
+    if stage.relu:
+        layers.append(nn.ReLU())
+    if stage.batchnorm:
+        layers += [nn.BatchNorm2d(k * stage.channels, eps=eps, momentum=momentum), nn.Dropout(dropout)]
+    if stage.pool == "max2":
+        layers.append(nn.MaxPool2d(2))
+    elif stage.pool == "mean":
+        layers.append(nn.AvgPool2d(shape.side_in))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
 class MultiNet(nn.Module):
@@ -50,19 +62,12 @@ class MultiNet(nn.Module):
     def __init__(self, k: int, dropout: float = 0.0, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> None:
         super().__init__()
         self.k = k
-        self.conv1 = nn.Sequential(nn.Conv2d(k, k * 8, 3, bias=False, groups=k), nn.ReLU())
-        self.conv2 = _block(k, 8, 16, dropout, bn_momentum, bn_eps)
-        self.trans = nn.Sequential(nn.Conv2d(k * 16, k * 8, 1, bias=False, groups=k), nn.MaxPool2d(2))
-        self.conv3 = _block(k, 8, 16, dropout, bn_momentum, bn_eps)
-        self.conv4 = _block(k, 16, 8, dropout, bn_momentum, bn_eps)
-        self.conv5 = _block(k, 8, 16, dropout, bn_momentum, bn_eps)
-        self.conv6 = _block(k, 16, 16, dropout, bn_momentum, bn_eps)
-        self.gap = nn.AvgPool2d(4)
-        self.head = nn.Conv2d(k * 16, k * 10, 1, bias=False, groups=k)
+        for stage, shape in zip(STAGES, GEOMETRY, strict=True):   # arch.py: the one description
+            self.add_module(stage.name, _grouped_stage(k, stage, shape, dropout, bn_momentum, bn_eps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in ("conv1", "conv2", "trans", "conv3", "conv4", "conv5", "conv6", "gap", "head"):
-            x = getattr(self, name)(x)
+        for stage in STAGES:
+            x = getattr(self, stage.name)(x)
         return F.log_softmax(x.reshape(x.shape[0], self.k, -1), dim=2)
 
     @torch.no_grad()

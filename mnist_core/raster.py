@@ -3,7 +3,7 @@
 This is one of two implementations of the same arithmetic; the other is the page's JavaScript
 (mnist_web/web/mnistnet.js, `prepareStrokes`). Both use float64 and the same formulas in the same
 order, so the page and the server (`/classify_strokes`) give the same 28x28 image, within float
-rounding. The README ("How a drawing becomes an MNIST digit") states the steps; in short:
+rounding. docs/how-it-works.md ("How a drawing becomes an MNIST digit") states the steps; in short:
 
 1. Ink box: each segment (a one-point stroke is a dot) is first cut to the canvas widened by the brush
    radius r (Liang-Barsky: the part of it that can put ink inside); the box of what is left, widened

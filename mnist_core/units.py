@@ -10,31 +10,31 @@ BatchNorm-folded network of fold.py): the output of each block's ReLU, *before* 
     out           the head's 10 logits  (PyTorch: model.head; log-softmax of these = the answer)
 
 - stage_activations(): one 28x28 image -> {stage: array}, computed module by module in PyTorch.
-- receptive_field(): (offset, stride, size) of a stage's cells in the 28x28 input, from LAYERS.
+- receptive_field(): (offset, stride, size) of a stage's cells in the 28x28 input (arch.VIEWS).
 - UnitIndex: for every channel of the 7 map stages (8+16+8+16+8+16+16 = 88 channels), the 9 training
   digits with the highest peak activation, with where the peak is. Built in one pass over the 60,000
-  (a few hundred bytes per channel); UnitService builds it once per model in a low-priority thread.
+  (a few hundred bytes per channel); UnitService builds it once per model in the low-priority background
+  worker (parts.py), as a part of the model.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .fold import LAYERS, fold
+from .arch import STAGES as ARCH_STAGES
+from .arch import VIEWS
+from .fold import fold
+from .parts import PartFailed, Parts
 
 # the view's stage names, their channels and map sizes (conv6: the 4x4 map before the average pool)
-STAGES = [("conv1", 8, 26), ("conv2", 16, 24), ("transition", 8, 12), ("conv3", 16, 10), ("conv4", 8, 8),
-          ("conv5", 16, 6), ("conv6", 16, 4), ("gap", 16, 1), ("out", 10, 1)]
-MAP_STAGES = [name for name, _, size in STAGES if size > 1]          # the 7 stages a unit index covers
-CHANNELS = {name: c for name, c, _ in STAGES}
-FOLD_LAYER = {"conv1": 0, "conv2": 1, "transition": 2, "conv3": 3, "conv4": 4, "conv5": 5, "conv6": 6}
+STAGES = [(v.name, v.channels, v.side) for v in VIEWS]
+MAP_STAGES = [v.name for v in VIEWS if v.kind == "map"]          # the 7 stages a unit index covers
+CHANNELS = {v.name: v.channels for v in VIEWS}
+FOLD_LAYER = {v.name: v.layer for v in VIEWS if v.kind == "map"}   # the folded layer computing each map
+_VIEW = {v.name: v for v in VIEWS}
 TOP = 9
 BATCH = 128          # digits per step of the index build: ~15 MB of activations at a time
 PAUSE = 0.5          # the background build sleeps half as long as each batch took (2/3 of a core at most)
@@ -64,34 +64,30 @@ def check_unit(stage, channel) -> tuple[str, int]:
 def receptive_field(stage: str) -> tuple[int, int, int]:
     """(offset, stride, size) in input pixels: cell (y, x) of the stage sees rows offset + y*stride ...
     + size - 1 (and the same columns). Every convolution is unpadded, so the offset is 0."""
-    rf, jump = 1, 1
-    for (_name, _cin, _cout, k, _relu, pool), view in zip(LAYERS, MAP_STAGES, strict=False):
-        rf += (k - 1) * jump
-        if pool == "max2":
-            rf += jump
-            jump *= 2
-        if view == stage:
-            return 0, jump, rf
-    raise UnitError(f"no receptive field for {stage!r}")
+    if stage not in MAP_STAGES:
+        raise UnitError(f"no receptive field for {stage!r}")
+    return _VIEW[stage].receptive_field
 
 
 def _maps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """[N, 1, 28, 28] normalized -> every stage's output as the view defines it (module by module)."""
-    out = {}
-    for name, block in (("conv1", model.conv1), ("conv2", model.conv2), ("transition", model.trans),
-                        ("conv3", model.conv3), ("conv4", model.conv4), ("conv5", model.conv5),
-                        ("conv6", model.conv6)):
-        if name == "transition":
+    """[N, 1, 28, 28] normalized -> every stage's output as the view defines it (module by module):
+    a stage with a ReLU is shown after it, before its BatchNorm (and Dropout, a no-op in eval), which
+    feed the next stage; a mean alone (gap) is shown over the maps shown before it, as the page's folded
+    network computes it."""
+    out, shown = {}, x
+    for stage in ARCH_STAGES:
+        block = getattr(model, stage.name)
+        if not stage.kernel:
+            out[stage.view] = shown.mean((2, 3), keepdim=True)
             x = block(x)
-            out[name] = x
             continue
-        relu = block[1](block[0](x))        # Conv + ReLU: what the view shows
-        out[name] = relu
-        x = relu
-        for layer in list(block)[2:]:       # BatchNorm (and Dropout, a no-op in eval) feed the next stage
+        layers = list(block) if isinstance(block, torch.nn.Sequential) else [block]
+        cut = next(i + 1 for i, m in enumerate(layers) if isinstance(m, torch.nn.ReLU)) if stage.relu else len(layers)
+        for layer in layers[:cut]:
             x = layer(x)
-    out["gap"] = out["conv6"].mean((2, 3), keepdim=True)
-    out["out"] = model.head(model.gap(x))
+        out[stage.view] = shown = x
+        for layer in layers[cut:]:
+            x = layer(x)
     return out
 
 
@@ -104,7 +100,7 @@ def stage_activations(model: torch.nn.Module, image28, mean: float, std: float) 
     model.eval()
     x = ((torch.from_numpy(a.copy()) - mean) / std).reshape(1, 1, 28, 28)
     maps = _maps(model, x)
-    return {k: (v[0, :, 0, 0] if k in ("gap", "out") else v[0]).numpy() for k, v in maps.items()}
+    return {k: (v[0, :, 0, 0] if k not in MAP_STAGES else v[0]).numpy() for k, v in maps.items()}
 
 
 def unit_weights(model: torch.nn.Module, stage: str, channel: int) -> tuple[np.ndarray, float]:
@@ -173,7 +169,7 @@ class UnitIndex:
     def top(self, stage: str, channel: int) -> list[TopDigit]:
         stage, channel = check_unit(stage, channel)
         offset, stride, size = receptive_field(stage)
-        width = dict((n, s) for n, _, s in STAGES)[stage]
+        width = _VIEW[stage].side
         out = []
         for score, index, flat in zip(self.scores[stage][channel], self.indices[stage][channel],
                                       self.peaks[stage][channel], strict=True):
@@ -183,58 +179,28 @@ class UnitIndex:
         return out
 
 
-def _low_priority() -> None:
-    """This thread only (Linux: threads have their own nice value); elsewhere a no-op."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
 class UnitService:
-    """One UnitIndex per loaded model (keyed weakly by the Predictor), built once in the background on
-    the training digits of an InsightService (MNIST read once, shared with the look-alikes)."""
+    """One UnitIndex per loaded model, a part of the model (parts.py) built once in the one low-priority
+    background worker, on the training digits of an InsightService (MNIST read once, shared with the
+    look-alikes). Its parts are the InsightService's (with a ModelStore: under the store's bounds)."""
 
-    def __init__(self, insight, pause: float = PAUSE) -> None:
+    def __init__(self, insight, pause: float = PAUSE, parts: Parts | None = None) -> None:
         self.insight, self.pause = insight, pause
-        self._lock = threading.Lock()
-        self._index: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._building: weakref.WeakSet = weakref.WeakSet()
-        self._failed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # predictor -> (reason, when)
+        self.parts = parts if parts is not None else insight.parts
+
+    def _build(self, predictor) -> UnitIndex:
+        train, _ = self.insight.data()
+        return UnitIndex.build(predictor.model, train.images, train.labels, predictor.mean, predictor.std,
+                               pause=self.pause)
 
     def index(self, predictor) -> UnitIndex:
         """Build (or return) the model's index in this thread."""
-        with self._lock:
-            if predictor in self._index:
-                return self._index[predictor]
-        train, _ = self.insight.data()
-        built = UnitIndex.build(predictor.model, train.images, train.labels, predictor.mean, predictor.std,
-                                pause=self.pause)
-        with self._lock:
-            return self._index.setdefault(predictor, built)
+        return self.parts.part(predictor, "units", self._build)
 
     def ready(self, predictor) -> UnitIndex | None:
-        """The index if built; else start building it (once, one low-priority thread) and return None.
+        """The index if built; else have the background worker build it (once) and return None.
         IndexFailed when the last build failed less than RETRY_SECONDS ago (then the next call retries)."""
-        with self._lock:
-            if predictor in self._index:
-                return self._index[predictor]
-            if predictor in self._building:
-                return None
-            failed = self._failed.get(predictor)
-            if failed is not None and time.monotonic() - failed[1] < RETRY_SECONDS:
-                raise IndexFailed(failed[0])
-            self._building.add(predictor)
-
-        def build():
-            _low_priority()
-            try:
-                self.index(predictor)
-            except Exception as exc:   # unreadable data, out of memory: the note says why, for a while
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                with self._lock:
-                    self._failed[predictor] = (reason, time.monotonic())
-            finally:
-                with self._lock:
-                    self._building.discard(predictor)
-
-        threading.Thread(target=build, name="mnist-unit-index", daemon=True).start()
-        return None
+        try:
+            return self.parts.ready_part(predictor, "units", self._build, RETRY_SECONDS)
+        except PartFailed as exc:
+            raise IndexFailed(str(exc)) from None

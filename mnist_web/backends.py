@@ -1,10 +1,8 @@
-"""Where the queue's jobs run: worker processes of this machine (the default), or a thread (tests, tools).
-The Ray cluster backend is in ray_backend.py (imported only when asked for).
-
-A backend has `name`, `slots()` (how many jobs may run at once now), `run(spec, stop)` (a generator of
-mnist_core.jobs events for one job, ending with its "end" or "error" event; raises JobFailed with a
-one-line reason when whatever ran the job died), `describe()` and `close()`. `stop` is a
-threading.Event: set, the job stops within a batch and ends with ("end", True).
+"""Where the queue's jobs run: worker processes of this machine (the default), or a thread (tests, tools),
+and `make_backend`, which picks one from the app's options. The Ray cluster backend is in ray_backend.py
+(imported only when asked for: Ray is optional). What a backend must do (train_backend.Backend): `name`,
+`slots()`, `capacity()`, `kind_of(device)`, `run(spec, stop)` (one job's mnist_core.jobs events),
+`describe()`, `close()`. Both backends here have one pool of `slots` places, whatever device a job asks for.
 """
 from __future__ import annotations
 
@@ -16,18 +14,15 @@ import threading
 import time
 from collections.abc import Iterator
 
-from mnist_core.jobs import job_events, worker_loop
+from mnist_core.jobs import End, JobEvent, is_last, job_events, worker_loop
+
+from .train_backend import ONE_POOL, BackendError, JobFailed
+
+__all__ = ["BackendError", "JobFailed", "LocalBackend", "OnePool", "ThreadBackend", "cpu_count", "exit_reason",
+           "make_backend"]
 
 POLL_SECONDS = 0.1
 STOP_GRACE_SECONDS = 10   # a worker that has not stopped this long after being asked is killed
-
-
-class BackendError(RuntimeError):
-    """The backend cannot be used at all (a Ray cluster unreachable, Ray not installed); one line."""
-
-
-class JobFailed(RuntimeError):
-    """Whatever ran the job is gone (process killed, out of memory, cluster lost); one-line reason."""
 
 
 def cpu_count() -> int:
@@ -46,6 +41,21 @@ def exit_reason(code: int | None) -> str:
         hint = " (out of memory, or stopped by an administrator)" if -code == signal.SIGKILL else ""
         return f"its worker process was killed by {name}{hint}"
     return f"its worker process ended unexpectedly (exit code {code})"
+
+
+class OnePool:
+    """`_slots` places of one kind, whatever device a job asks for (each worker resolves "auto" itself)."""
+
+    _slots: int
+
+    def slots(self) -> int:
+        return self._slots
+
+    def capacity(self) -> dict[str, int]:
+        return {ONE_POOL: self._slots}
+
+    def kind_of(self, device: str) -> str:
+        return ONE_POOL
 
 
 class _Worker:
@@ -69,7 +79,7 @@ class _Worker:
         self.conn.close()
 
 
-class LocalBackend:
+class LocalBackend(OnePool):
     """`slots` worker processes (multiprocessing, spawn: a clean interpreter, no threads or locks inherited
     from the server), started when first needed and kept for the next jobs (torch imported and MNIST read
     once per worker). A worker that dies takes only its own job with it; the next job gets a new one."""
@@ -85,9 +95,6 @@ class LocalBackend:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
-
-    def slots(self) -> int:
-        return self._slots
 
     def describe(self) -> str:
         return (f"{self._slots} worker process{'es' if self._slots > 1 else ''} on this machine, "
@@ -111,7 +118,7 @@ class LocalBackend:
             self._busy.add(w)
         return w
 
-    def run(self, spec: dict, stop: threading.Event) -> Iterator[tuple]:
+    def run(self, spec: dict, stop: threading.Event) -> Iterator[JobEvent]:
         w = self._take()
         reusable = False
         try:
@@ -129,13 +136,13 @@ class LocalBackend:
                         w.proc.join(5)
                         raise JobFailed(exit_reason(w.proc.exitcode)) from None
                     yield event
-                    if event[0] in ("end", "error"):
+                    if is_last(event):
                         reusable = True
                         return
                 elif not w.proc.is_alive():
                     raise JobFailed(exit_reason(w.proc.exitcode))
                 elif asked is not None and time.monotonic() - asked > STOP_GRACE_SECONDS:
-                    yield ("end", True)   # it did not stop in time (stuck reading data): killed below
+                    yield End(True)   # it did not stop in time (stuck reading data): killed below
                     return
         finally:
             with self._lock:
@@ -153,7 +160,7 @@ class LocalBackend:
             w.close()
 
 
-class ThreadBackend:
+class ThreadBackend(OnePool):
     """Jobs in threads of this process: no isolation, for tests and tools that want no extra processes."""
 
     name = "thread"
@@ -161,13 +168,10 @@ class ThreadBackend:
     def __init__(self, slots: int = 1, threads: int | None = None) -> None:
         self._slots, self.threads = slots, threads or 1
 
-    def slots(self) -> int:
-        return self._slots
-
     def describe(self) -> str:
         return f"{self._slots} thread{'s' if self._slots > 1 else ''} in the server process"
 
-    def run(self, spec: dict, stop: threading.Event) -> Iterator[tuple]:
+    def run(self, spec: dict, stop: threading.Event) -> Iterator[JobEvent]:
         yield from job_events({**spec, "threads": self.threads}, stop)   # the run in a thread; closed: stops
 
     def close(self) -> None:

@@ -6,19 +6,22 @@
 - network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
 - train_view: the Train tab's view of a run as it trains (web/trainview.*).
 - queue_line: the Train tab's line on the training queue, refreshed by the page (web/queue_line.js).
+- LIVE_EVENT_JS, CHOOSE_MODEL_JS, SHOW_WHY_JS: the JavaScript of event listeners that run in the page (fn=None).
+
+The components share state only through window.MnistApp, declared in web/kit.js (the toolkit each one
+loads through its `head`, once per page; mnist_web/assets.py).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import gradio as gr
 from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData
 from pydantic import Field
 
+from mnist_core.arch import view_table
 from mnist_core.preprocess import MAX_LAYERS, PreprocessError, check_image_file
 
-WEB = Path(__file__).resolve().parent / "web"
+from .assets import KIT_HEAD, NET_HEAD, web_file
 
 
 class BoundedEditorData(EditorData):
@@ -76,25 +79,24 @@ class Label(gr.Label):
         return super().postprocess(value)
 
 
-def web_file(name: str) -> str:
-    return (WEB / name).read_text(encoding="utf-8")
-
-
 def sketch_canvas(model: str | None = None, **kw) -> gr.HTML:
     """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON and
     whose `model` prop is the chosen model's registry key (the page fetches that model's folded weights
-    and computes the live label itself). Front end: web/sketch.html, sketch.css, and mnistnet.js (the
-    page's network) + sketch.js as its js_on_load; no JS build."""
+    and computes the live label itself). Front end: web/sketch.html, sketch.css, sketch.js as its
+    js_on_load, with the toolkit (kit.js) and the page's network (mnistnet.js) in its head; no JS build."""
     return gr.HTML(value="", html_template=web_file("sketch.html"), css_template=web_file("sketch.css"),
-                   js_on_load=web_file("mnistnet.js") + "\n" + web_file("sketch.js"), apply_default_css=False,
+                   js_on_load=web_file("sketch.js"), head=NET_HEAD, apply_default_css=False,
                    model=model or "", **kw)
 
 
 def network_view(**kw) -> gr.HTML:
     """The Draw tab's network view: every stage's maps for the current drawing, drawn in the page from
-    the page's own forward pass (web/network.html, network.css, network.js); click a map for its unit."""
+    the page's own forward pass (web/network.html, network.css, network.js); click a map for its unit.
+    Its `stages` prop is the network's stages (mnist_core/arch.py view_table(), as in the weights payload):
+    the view lays itself out from them, with or without the page's own network."""
     return gr.HTML(value="", html_template=web_file("network.html"), css_template=web_file("network.css"),
-                   js_on_load=web_file("network.js"), apply_default_css=False, **kw)
+                   js_on_load=web_file("network.js"), head=KIT_HEAD, apply_default_css=False,
+                   stages=view_table(), **kw)
 
 
 def train_view(**kw) -> gr.HTML:
@@ -102,7 +104,7 @@ def train_view(**kw) -> gr.HTML:
     digits and the per-digit accuracy per epoch (web/trainview.*). Its value is the run's snapshot dict
     (TrainUpdate.look), {} before a run: a dict, so a stream sends only the keys that changed."""
     return gr.HTML(value={}, html_template=web_file("trainview.html"), css_template=web_file("trainview.css"),
-                   js_on_load=web_file("trainview.js"), apply_default_css=False, **kw)
+                   js_on_load=web_file("trainview.js"), head=KIT_HEAD, apply_default_css=False, **kw)
 
 
 def queue_line(value: str, **kw) -> gr.HTML:
@@ -113,3 +115,4 @@ def queue_line(value: str, **kw) -> gr.HTML:
 
 LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page
 CHOOSE_MODEL_JS = web_file("choose_model.js")   # tells the page which model to load
+SHOW_WHY_JS = web_file("show_why.js")     # tells the canvas whether pen-up asks for an explanation

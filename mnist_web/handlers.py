@@ -24,9 +24,11 @@ from mnist_core.preprocess import PreprocessError
 from mnist_core.raster import prepare_strokes
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunError, RunStore, differing_settings
+from mnist_core.store import HOST
 from mnist_core.strokes import StrokeError
 
 from .insight_views import confusion_html, drawing_outputs, heat_html, mistake_items, mistakes_note, note_html
+from .owners import client_address, owner_of
 from .train_views import compare_charts, curve_charts, curves_value, per_class_rows, status_html
 from .train_views import confusion_html as run_confusion_html
 from .training_service import TrainingService, TrainUpdate
@@ -141,8 +143,16 @@ class TrainHandlers:
     """The Train tab: one training service shared by all users (a fair queue, one job per session), the
     saved runs."""
 
-    def __init__(self, trainer: TrainingService, runs: RunStore, registry: ModelRegistry, export_dir: Path) -> None:
+    def __init__(self, trainer: TrainingService, runs: RunStore, registry: ModelRegistry, export_dir: Path,
+                 trusted_proxies: frozenset[str] = frozenset(), hide_others: bool = False) -> None:
         self.trainer, self.runs, self.registry, self.export_dir = trainer, runs, registry, export_dir
+        self.trusted_proxies = trusted_proxies   # reverse proxies whose X-Forwarded-For is believed
+        self.hide_others = hide_others           # list only the visitor's own runs (and the shipped model)
+
+    def run_choices(self, request) -> list[tuple[str, str]]:
+        """The runs lists of this visitor: the shipped model, then "yours: ...", then everyone else's
+        (left out when the host hides them)."""
+        return owned_choices(self.runs.runs(), owner_of(request).record, self.hide_others)
 
     def overlays(self, keys) -> list[tuple[str, list[dict]]]:
         out = []
@@ -172,14 +182,29 @@ class TrainHandlers:
         values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
                       gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
                       device=device or "auto")
-        owner = request.session_hash if request is not None else ""
+        owner = owner_of(request)
+        stream = self.trainer.stream(values, owner=owner.id, client=client_address(request, self.trusted_proxies),
+                                     persistent=owner.persistent)
+        yield from self._show(stream, current_key, compare_keys, request)
+
+    def resume(self, current_key, compare_keys, request: gr.Request):
+        """At page load: the visitor's waiting or running job (a reload), shown again from where it is,
+        as /train shows it; nothing when they have none."""
+        shown = False
+        for out in self._show(self.trainer.resume(owner_of(request).id), current_key, compare_keys, request):
+            shown = True
+            yield out
+        if not shown:   # nothing to resume: leave the tab as it is (a generator must yield once)
+            yield (KEEP,) * 11
+
+    def _show(self, updates, current_key, compare_keys, request):
         earlier = self.overlays(compare_keys)
         digits_sent = False
-        for u in self.trainer.stream(values, owner=owner):
+        for u in updates:
             picker, results = KEEP, (KEEP, KEEP)
             going = u.state in ("queued", "loading", "running")
             if u.checkpoint:
-                new_key, listed = f"runs/{u.checkpoint}", self.runs.choices()
+                new_key, listed = f"runs/{u.checkpoint}", self.run_choices(request)
                 picker = gr.update(choices=self.registry.choices(), value=current_key)
                 compared = [k for k in (compare_keys or []) if k != new_key] + [new_key]
                 results = (gr.update(choices=listed, value=new_key), gr.update(choices=listed, value=compared))
@@ -195,13 +220,14 @@ class TrainHandlers:
         stream shows it ending (an output here would
         get gr.update() now and the stream's value later, which Gradio 6.31 pays for with one component
         object per click, see KEEP). Nothing to stop (an API call, a stale page): a toast says so."""
-        owner = request.session_hash if request is not None else None
+        owner = owner_of(request).id if request is not None else None
         if not self.trainer.stop(owner):
             gr.Info("No run of yours is going.")
 
     def on_unload(self, request: gr.Request):
-        """A closed tab must not leave an orphan run burning the CPU, nor a job waiting for nobody."""
-        self.trainer.stop(request.session_hash)
+        """A closed tab must not leave an orphan run burning the CPU, nor a job waiting for nobody: a
+        session's job stops now, a token owner's after a grace period unless a reload takes it up."""
+        self.trainer.release(owner_of(request).id)
 
     def show_run(self, key):
         """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note."""
@@ -240,13 +266,15 @@ class TrainHandlers:
             return gr.update(visible=False), "The shipped model cannot be deleted."
         return gr.update(visible=True), f"Delete **{info.name}** for good?"
 
-    def delete_run(self, key, compared, current_key):
-        """/delete_run: (confirm row, message, run pick, compare pick, model key, model picker)."""
+    def delete_run(self, key, compared, current_key, request: gr.Request = None):
+        """/delete_run: (confirm row, message, run pick, compare pick, model key, model picker). Only the
+        run's owner may delete it (a run with no recorded owner: only the host); never the shipped model."""
         try:
-            msg = f"Deleted {self.runs.delete(key)}."
+            who = HOST if request is None else owner_of(request).record   # no request: a script, the host
+            msg = f"Deleted {self.runs.delete(key, who)}."
         except (RunError, OSError) as exc:
             msg = f"Not deleted: {exc}"
-        listed = self.runs.choices()
+        listed = self.run_choices(request)
         keys = {k for _, k in listed}
         model = current_key if current_key in keys else (SHIPPED_KEY if SHIPPED_KEY in keys else None)
         return (gr.update(visible=False), msg, gr.update(choices=listed, value=None),
@@ -263,8 +291,22 @@ class TrainHandlers:
         columns, rows = differing_settings(chosen)
         return acc, loss, pd.DataFrame(rows, columns=columns)
 
-    def refresh_runs(self, run_key, compared):
-        listed = self.runs.choices()
+    def refresh_runs(self, run_key, compared, request: gr.Request = None):
+        """The runs lists as they are now for this visitor, and what the server's bound removed of theirs."""
+        listed = self.run_choices(request)
         keys = {k for _, k in listed}
+        notes = self.trainer.runner.notices(owner_of(request).record) if request is not None else []
         return (gr.update(choices=listed, value=run_key if run_key in keys else None),
-                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]))
+                gr.update(choices=listed, value=[k for k in (compared or []) if k in keys]),
+                " ".join(notes) if notes else KEEP)
+
+
+def owned_choices(infos, record: str | None, hide_others: bool = False) -> list[tuple[str, str]]:
+    """(label, key) pairs: the shipped model first, then the runs of `record`'s owner labelled as theirs,
+    then everyone else's (none when hidden)."""
+    shipped = [(i.label, i.key) for i in infos if i.key == SHIPPED_KEY]
+    mine = [(f"Yours: {i.label}", i.key) for i in infos if i.key != SHIPPED_KEY and record is not None
+            and getattr(i, "owner", None) == record]
+    others = [] if hide_others else [(i.label, i.key) for i in infos if i.key != SHIPPED_KEY
+                                     and not (record is not None and getattr(i, "owner", None) == record)]
+    return shipped + mine + others

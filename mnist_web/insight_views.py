@@ -1,8 +1,8 @@
 """Pictures and small HTML for the insight views: heat-map overlays, gallery items, the confusion table.
 
 Pure functions from insight results to values a UI can show (uint8 RGB arrays, (image, caption)
-pairs, HTML strings with inline styles). No Gradio import: demo.py passes these to gr.Image,
-gr.Gallery and gr.HTML.
+pairs, HTML strings whose look is in web/app.css). No Gradio import: the Inspect tab passes these to
+gr.Image, gr.Gallery and gr.HTML.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def mistake_items(mistakes: list[Mistake]) -> list[tuple[np.ndarray, str]]:
 
 def note_html(text: str) -> str:
     """A one-line note (e.g. why look-alikes are hidden), escaped."""
-    return f"<div class='insight-note' style='opacity:.75'>{html.escape(text)}</div>"
+    return f"<div class='insight-note'>{html.escape(text)}</div>"
 
 
 def lookalikes_html(found: list[LookAlike] | None, note: str = "") -> str:
@@ -104,12 +104,11 @@ def lookalikes_html(found: list[LookAlike] | None, note: str = "") -> str:
     pixel-crisp, each captioned with its label and similarity, then the note. One string on the wire
     (a gallery would make an API client download every thumbnail as a file)."""
     figs = "".join(
-        f"<figure style='margin:0;text-align:center' data-label='{x.label}' data-index='{x.index}'>"
-        f"<img alt='a {x.label}' src='{png_data_uri(x.image)}' "
-        "style='width:56px;height:56px;image-rendering:pixelated;display:block;background:#000'>"
-        f"<figcaption style='font-size:.75em'>{x.label} ({x.similarity:.2f})</figcaption></figure>"
+        f"<figure data-label='{x.label}' data-index='{x.index}'>"
+        f"<img alt='a {x.label}' src='{png_data_uri(x.image)}'>"
+        f"<figcaption>{x.label} ({x.similarity:.2f})</figcaption></figure>"
         for x in (found or []))
-    strip = f"<div class='lookalike-strip' style='display:flex;gap:6px;flex-wrap:wrap'>{figs}</div>" if figs else ""
+    strip = f"<div class='lookalike-strip'>{figs}</div>" if figs else ""
     return f"<div class='lookalikes' data-count='{len(found or [])}'>{strip}{note_html(note) if note else ''}</div>"
 
 
@@ -130,14 +129,3 @@ def heat_html(image: np.ndarray | None) -> str:
 def mistakes_note(mistakes: list[Mistake], total: int) -> str:
     return note_html(f"{len(mistakes)} of the {total:,} MNIST test digits are misread by this model. "
                      "Click one to see what the network looked at.")
-
-
-# For the app's stylesheet (demo.py appends it to views.CSS): galleries of 28x28 digits stay pixel-crisp
-# and their captions ("true 4 -> said 9 (87%)") wrap instead of being cut.
-CSS = """
-.heat {display: block; width: 224px; height: 224px; image-rendering: pixelated; background: #000}
-.digits img {image-rendering: pixelated}
-.digits .caption-label {font-size: .72em; white-space: normal; max-width: 96%; padding: 1px 3px; line-height: 1.15}
-.digits .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(56px, 1fr)) !important;
-                         grid-template-rows: none !important; grid-auto-rows: minmax(56px, 1fr) !important}
-"""

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from mnist_core.checkpoint import CheckpointError
 from mnist_core.data import DataError
 from mnist_core.raster import prepare_strokes
-from mnist_core.registry import ModelRegistry
+from mnist_core.store import ModelStore
 from mnist_core.strokes import StrokeError
 from mnist_core.units import (
     INDEXING_NOTE,
@@ -39,7 +39,7 @@ ACTIVATIONS_PATH = "/mnist/activations"
 
 
 class NetworkHandlers:
-    def __init__(self, registry: ModelRegistry, units: UnitService) -> None:
+    def __init__(self, registry: ModelStore, units: UnitService) -> None:
         self.registry, self.units = registry, units
 
     def _predictor(self, key):
@@ -112,17 +112,34 @@ def flat_maps(body: dict) -> dict:
                        for k, v in body["stages"].items()}}
 
 
+ACTIVATIONS_USAGE = 'send JSON: {"strokes": "<the canvas JSON>", "key": "<model key>"}'
+
+
+def activations_query(raw: bytes) -> tuple[object, object]:
+    """The request body -> (strokes, key); ValueError with the usage line for anything else, whatever
+    went wrong in parsing (not JSON, not UTF-8, nested past the parser's depth, not an object)."""
+    try:
+        q = json.loads(raw)
+        return q["strokes"], q["key"]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        raise ValueError(ACTIVATIONS_USAGE) from None
+
+
+def activations_answer(handlers: NetworkHandlers, strokes, key) -> JSONResponse:
+    """The maps as the page reads them, computed and rendered in a worker thread (about 19k numbers
+    formatted: work that must not run on the event loop)."""
+    body = handlers.activations(strokes, key)
+    return JSONResponse(flat_maps(body), status_code=400 if "error" in body else 200,
+                        headers={"Cache-Control": "no-store"})
+
+
 def activations_route(handlers: NetworkHandlers) -> Route:
     async def handle(request: Request) -> JSONResponse:
         try:
-            q = json.loads(await request.body())
-            strokes, key = q["strokes"], q["key"]
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": 'send JSON: {"strokes": "<the canvas JSON>", "key": "<model key>"}'},
-                                status_code=400)
-        body = await run_in_threadpool(handlers.activations, strokes, key)
-        return JSONResponse(flat_maps(body), status_code=400 if "error" in body else 200,
-                            headers={"Cache-Control": "no-store"})
+            strokes, key = activations_query(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return await run_in_threadpool(activations_answer, handlers, strokes, key)
 
     return Route(ACTIVATIONS_PATH, handle, methods=["POST"])
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .train_queue import counts_text
+from .train_views import counts_text
 
 PATH = "/queue_status"
 

@@ -1,4 +1,5 @@
-"""The training queue's arithmetic, as pure functions: when a waiting job starts, how fast runs go, words.
+"""The training queue's arithmetic, pure: when a waiting job starts, how fast runs go, a running job's clock.
+(The queue itself, who waits and who runs: train_scheduler.py; its words: train_views.py.)
 
 A waiting job's ETA is a small simulation of the slots: each slot is free when its running job is
 expected to end (from that job's measured pace), the jobs ahead take the free slots in order, each for
@@ -9,12 +10,6 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
 
 MIN_BATCHES = 20   # a running job's own pace counts once it has trained this many batches
 
@@ -120,17 +115,3 @@ class Pace:
 
     def expected(self, estimate: float) -> float:
         return self.startup + estimate * self.factor
-
-
-def queued_message(position: int, wait: float | None, running: int, waiting: int) -> str:
-    from .train_views import format_seconds
-
-    where = "next in line" if position == 1 else f"{ordinal(position)} in line"
-    when = f"starts in about {format_seconds(wait)}" if wait is not None else "starts when the cluster has room"
-    return f"Queued: {where}, {when} ({running} running, {waiting} waiting). Stop takes it out of the queue."
-
-
-def counts_text(running: int, waiting: int, slots: int, backend: str) -> str:
-    runs = "run" if running == 1 else "runs"
-    return (f"Training on this server: {running} {runs} going, {waiting} waiting "
-            f"({slots} at a time: {backend}).")

@@ -1,4 +1,5 @@
-"""The Train tab's data, as pure functions: live curves, status line, per-class bars, confusion heat map.
+"""The Train tab's data, as pure functions: live curves, status line, the queue's words, per-class bars,
+confusion heat map, SVG line charts (their static style: web/charts.css).
 
 Live curves. The Trainer reports the epoch's *cumulative* mean loss and accuracy every few batches;
 `Curves` turns two such reports into the mean over the batches between them (differences of the
@@ -81,6 +82,7 @@ def status_html(state: str, message: str, batch: int = 0, batches: int = 0, eta:
     Keeps views.progress_html's structure (div.train-status[data-state]) so existing clients parse it.
     progress: fraction of the whole run done (0-1); defaults to the batch fraction of the epoch.
     Queued: data-position (1 = next in line) and data-eta (seconds until it starts, when known).
+    The bar's width is its one number, --width (web/charts.css draws the bar).
     """
     if progress is None:
         progress = batch / batches if batches else (1.0 if state == "finished" else 0.0)
@@ -97,13 +99,11 @@ def status_html(state: str, message: str, batch: int = 0, batches: int = 0, eta:
         eta_attr += f" data-position='{int(position)}'"
     return (f"<div class='train-status' data-state='{state}'{eta_attr}><div class='status-text'>"
             f"{html.escape(message)}{html.escape(detail)}</div>"
-            f"<div class='progress'><div style='width:{100 * min(1.0, max(0.0, progress)):.1f}%'></div></div></div>")
+            f"<div class='progress'><div style='--width:{100 * min(1.0, max(0.0, progress)):.1f}%'></div></div></div>")
 
 
 def queue_html(status: dict) -> str:
     """The Train tab's line on the server's training queue (the same numbers as GET /queue_status)."""
-    from .train_queue import counts_text
-
     text = counts_text(status["running"], status["waiting"], status["slots"], status["where"])
     return (f"<div class='queue-info' data-running='{int(status['running'])}' "
             f"data-waiting='{int(status['waiting'])}' data-slots='{int(status['slots'])}'>{html.escape(text)}</div>")
@@ -112,6 +112,23 @@ def queue_html(status: dict) -> str:
 def format_seconds(s: float) -> str:
     s = max(0, round(s))
     return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queued_message(position: int, wait: float | None, running: int, waiting: int) -> str:
+    where = "next in line" if position == 1 else f"{ordinal(position)} in line"
+    when = f"starts in about {format_seconds(wait)}" if wait is not None else "starts when the cluster has room"
+    return f"Queued: {where}, {when} ({running} running, {waiting} waiting). Stop takes it out of the queue."
+
+
+def counts_text(running: int, waiting: int, slots: int, backend: str) -> str:
+    runs = "run" if running == 1 else "runs"
+    return (f"Training on this server: {running} {runs} going, {waiting} waiting "
+            f"({slots} at a time: {backend}).")
 
 
 def per_class_rows(test_metrics: dict | None) -> list[list]:
@@ -132,7 +149,7 @@ def confusion_html(test_metrics: dict | None, title: str = "") -> str:
 # runs and offers no tick step), a bounded size (~10 bytes per point), and data-* attributes that tests
 # and scripts can read. One <path> per series, test series also get a dot per epoch.
 PALETTE = ["#f97316", "#2563eb", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"]
-W, H, ML, MR, MT, MB = 560, 250, 52, 12, 30, 34
+W, H, ML, MR, MT, MB = 560, 250, 52, 12, 30, 34   # viewBox and margins; charts.css: at most W px wide
 
 
 def nice_step(span: float, count: int) -> float:
@@ -174,8 +191,7 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]], bool]], title:
     def sy(y):
         return MT + ph * (1 - (y - y0) / (y1 - y0))
 
-    out = [f"<svg viewBox='0 0 {W} {H}' role='img' aria-label='{html.escape(title)}' "
-           f"style='width:100%;max-width:{W}px;height:auto;font:11px sans-serif'>",
+    out = [f"<svg viewBox='0 0 {W} {H}' role='img' aria-label='{html.escape(title)}'>",   # sized by charts.css
            f"<text x='{ML}' y='14' font-weight='bold' font-size='13'>{html.escape(title)}</text>"]
     # grid lines and ticks as one path each, labels grouped: the fixed part of a chart is ~1.5 KB, and
     # the last message of a stream carries two charts in full (tests/test_train_stream.py)

@@ -1,7 +1,9 @@
 """Presentation helpers for the app: pure functions from results to small HTML/table values.
 
-Kept out of demo.py so the wiring stays wiring, and kept tiny on the wire: a per-stroke update sends
-a few kilobytes of HTML (bars and a 28x28 PNG inline) instead of a plot spec and an image file.
+Kept out of the UI code so the wiring stays wiring, and kept tiny on the wire: a per-stroke update sends
+a few kilobytes of HTML (bars and a 28x28 PNG inline) instead of a plot spec and an image file. Their
+look is in web/app.css (classes; a per-value width or shade is the only inline style). The page computes
+the live prediction itself and shows it with prediction_html's twin, predictionHtml in web/kit.js.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
         headline = (f"<b>Not sure</b>: maybe {article(d)} ({p:.0%})" if pred.unsure
                     else f"It's a <b>{d}</b> ({p:.1%})")
         rows = "".join(
-            f"<div class='bar-row'><span>{i}</span><div class='bar'><div style='width:{q * 100:.1f}%'></div></div>"
+            f"<div class='bar-row'><span>{i}</span><div class='bar'><div style='--width:{q * 100:.1f}%'></div></div>"
             f"<span>{q:.1%}</span></div>" for i, q in enumerate(pred.probabilities))
         bars = f"<div class='bars'>{rows}</div>"
         view = f"<img class='mnist-view' alt='what the network sees' src='{png_data_uri(pred.image)}'>"
@@ -81,28 +83,7 @@ def progress_html(state: str, message: str, batch: int = 0, batches: int = 0, et
     detail = f" - batch {batch} of {batches}{eta_text}" if state == "running" and batches else ""
     return (f"<div class='train-status' data-state='{state}'>"
             f"<div class='status-text'>{html.escape(message)}{detail}</div>"
-            f"<div class='progress'><div style='width:{pct:.1f}%'></div></div></div>")
-
-
-CSS = """
-#label .confidence-set {display: none}  /* the API gets all 10; the eye reads them once, in the bars below */
-.prediction .headline {font-size: 1.4em; margin-bottom: .4em}
-.prediction .muted, .muted {opacity: .65; font-size: .9em}
-.pred-body {display: flex; gap: 1.2em; align-items: flex-start; flex-wrap: wrap}
-.bars {flex: 1; min-width: 180px}
-.bar-row {display: grid; grid-template-columns: 1.2em 1fr 3.6em; gap: .4em; align-items: center;
-         font-variant-numeric: tabular-nums}
-.bar {background: var(--neutral-200, #e5e7eb); height: .8em; border-radius: 3px}
-.bar > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px}
-figure {margin: 0; text-align: center}
-.mnist-view {width: 112px; height: 112px; image-rendering: pixelated; background: #000; display: block}
-figcaption {font-size: .8em; opacity: .7}
-/* Train tab: a pair of charts shares a row where both get 320 px, else each takes the full width (a phone).
-   !important: Gradio writes its own min-width inline on each block, and gr.HTML ignores min_width. */
-.chart-cell {min-width: min(320px, 100%) !important}
-.progress {background: var(--neutral-200, #e5e7eb); height: .6em; border-radius: 3px; margin-top: .4em}
-.progress > div {background: var(--color-accent, #f97316); height: 100%; border-radius: 3px; transition: width .2s}
-"""
+            f"<div class='progress'><div style='--width:{pct:.1f}%'></div></div></div>")
 
 
 def confusion_html(matrix, title: str = "") -> str:
@@ -121,8 +102,7 @@ def confusion_html(matrix, title: str = "") -> str:
     np.fill_diagonal(off, 0)
     worst = max(int(off.max()), 1)
     total, right = int(m.sum()), int(np.trace(m))
-    cell = "padding:2px 4px;text-align:right;min-width:2.2em;font-variant-numeric:tabular-nums"
-    head = "".join(f"<th style='{cell};opacity:.7'>{j}</th>" for j in range(n))
+    head = "".join(f"<th>{j}</th>" for j in range(n))
     rows = []
     for i in range(n):
         tds = []
@@ -134,15 +114,14 @@ def confusion_html(matrix, title: str = "") -> str:
             elif v:
                 bg = f"rgba(220,38,38,{0.15 + 0.75 * v / worst:.2f})"
             else:
-                bg = "transparent"
+                bg = ""
             shown = v if v or i == j else "&middot;"
-            tds.append(f"<td data-true='{i}' data-said='{j}' title='true {i}, predicted {j}: {v}' "
-                       f"style='{cell};background:{bg}'>{shown}</td>")
-        rows.append(f"<tr><th style='{cell};opacity:.7'>{i}</th>{''.join(tds)}</tr>")
+            shade = f" style='--mnist-shade:{bg}'" if bg else ""
+            tds.append(f"<td data-true='{i}' data-said='{j}' title='true {i}, predicted {j}: {v}'{shade}>{shown}</td>")
+        rows.append(f"<tr><th>{i}</th>{''.join(tds)}</tr>")
     caption = (f"{html.escape(title) + ': ' if title else ''}{right:,} of {total:,} right "
                f"({100.0 * right / max(total, 1):.2f}%), {total - right} wrong")
-    return (f"<div class='confusion-wrap'><div style='margin-bottom:.3em'>{caption}</div>"
-            f"<table class='confusion' data-empty='false' data-errors='{total - right}' "
-            "style='border-collapse:collapse;font-size:.85em'>"
-            f"<thead><tr><th style='{cell};opacity:.6'>true \\ said</th>{head}</tr></thead>"
+    return (f"<div class='confusion-wrap'><div class='confusion-caption'>{caption}</div>"
+            f"<table class='confusion' data-empty='false' data-errors='{total - right}'>"
+            f"<thead><tr><th>true \\ said</th>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")

@@ -4,6 +4,8 @@
   that is neither the Host nor allowed), and bodies over a size limit (413, before the body is read
   into memory; chunked bodies without a Content-Length are counted as they arrive, and uploads must
   declare their length: 411 otherwise).
+- `Bounded`: one route's concurrency bound (route middleware): at most `limit` requests at work at once,
+  the excess answered 503 with Retry-After at once, before it takes a worker thread or queues any work.
 - `BoundedStream`: wraps sys.stderr / sys.stdout so one request cannot flood the log: each write is
   cut to a few hundred characters and the stream has a byte budget per minute.
 - `hosting_address`: flags win, else GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import threading
 import time
@@ -156,6 +159,82 @@ async def _plain(send, status: int, text: str) -> None:
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+BUSY_MESSAGE = "The server is busy with other requests: try again in a moment."
+
+
+class Bounded:
+    """ASGI middleware for one route (Route(..., middleware=[Middleware(Bounded, limit=N)])): at most
+    `limit` of its requests at work at once; past that, 503 with `Retry-After: retry_after` and the
+    route's usual error shape ({"error": "<one line>"}) at once: nothing waits, no worker thread is taken.
+
+    A request's body is read before it takes a place (a slow sender holds none; the Guard caps the body's
+    size), and its place is given back as soon as its answer starts (a slow reader holds none either):
+    a place covers exactly the route's work. All counting happens on the event loop, so no lock.
+    """
+
+    def __init__(self, app, limit: int, retry_after: int = 1, message: str = BUSY_MESSAGE) -> None:
+        if limit < 1:
+            raise ValueError("a bound must admit at least one request")
+        self.app, self.limit, self.retry_after = app, limit, retry_after
+        self.busy_body = json.dumps({"error": message}).encode()
+        self.active = 0         # requests at work now
+        self.refused = 0        # answered 503 since the start
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        first = await _whole_body(receive)
+        if first is None:                       # the client went away before its body arrived
+            return
+        if self.active >= self.limit:
+            self.refused += 1
+            return await self._busy(send)
+        self.active += 1
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.active -= 1
+
+        async def replay():
+            nonlocal first
+            if first is None:
+                return await receive()
+            message, first = first, None
+            return message
+
+        async def releasing_send(message):
+            if message["type"] == "http.response.start":
+                give_back()
+            await send(message)
+
+        try:
+            await self.app(scope, replay, releasing_send)
+        finally:
+            give_back()
+
+    async def _busy(self, send) -> None:
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(self.busy_body)).encode()),
+                                (b"retry-after", str(self.retry_after).encode()), (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": self.busy_body})
+
+
+async def _whole_body(receive) -> dict | None:
+    """The request's body as one http.request message (None: the client disconnected first)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
 
 class BoundedStream:

@@ -1,17 +1,17 @@
 """GET /mnist/weights?key=K: the chosen model's folded weights for the page's own forward pass.
 
-The key is the model picker's (ModelRegistry keys: "shipped", "runs/<file>.pt"), never a path; an
+The key is the model picker's (the model store's keys: "shipped", "runs/<file>.pt"), never a path; an
 unknown or unreadable key gets the picker's message with 404. The body is fold.payload (about 40 KB of
-JSON) plus what the page shows with it (the model's description, the "not sure" threshold), bounded
-by MAX_BYTES; an ETag (a hash of the body) and `Cache-Control: no-cache` let the browser keep it and
-revalidate with one cheap 304.
+JSON: each layer's spec and weights, and the network view's stages, both derived from the one description
+of the network in mnist_core/arch.py) plus what the page shows with it (the model's description, the
+"not sure" threshold), bounded by MAX_BYTES; an ETag (a hash of the body, so it changes with anything in
+it) and `Cache-Control: no-cache` let the browser keep it and revalidate with one cheap 304. The body
+is a part of the model (mnist_core/parts.py): made once, kept and dropped with it by the store.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import weakref
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from mnist_core.checkpoint import CheckpointError
 from mnist_core.fold import payload
 from mnist_core.predict import UNSURE_BELOW, Predictor
-from mnist_core.registry import ModelRegistry
+from mnist_core.store import ModelStore
 
 PATH = "/mnist/weights"
 MAX_BYTES = 100_000
@@ -33,22 +33,20 @@ def weights_body(predictor: Predictor, key: str) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-class WeightsEndpoint:
-    """The route's handler; bodies are cached per loaded model (the registry reloads a changed file)."""
+def tagged_body(predictor: Predictor) -> tuple[str, bytes]:
+    """(ETag, body) of a model's weights (predictor.name is its key in the store)."""
+    body = weights_body(predictor, predictor.name)
+    return f'"{hashlib.sha256(body).hexdigest()[:20]}"', body
 
-    def __init__(self, registry: ModelRegistry) -> None:
+
+class WeightsEndpoint:
+    """The route's handler; the body is a part of each loaded model (the store reloads a changed file)."""
+
+    def __init__(self, registry: ModelStore) -> None:
         self.registry = registry
-        self._bodies: weakref.WeakKeyDictionary[Predictor, tuple[str, bytes]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
 
     def body(self, key: str) -> tuple[str, bytes]:
-        predictor = self.registry.get(key)
-        with self._lock:
-            hit = self._bodies.get(predictor)
-            if hit is None:
-                body = weights_body(predictor, key)
-                hit = self._bodies[predictor] = (f'"{hashlib.sha256(body).hexdigest()[:20]}"', body)
-        return hit
+        return self.registry.part(self.registry.get(key), "weights", tagged_body)
 
     def handle(self, request: Request) -> Response:     # sync: Starlette runs it in its thread pool
         key = request.query_params.get("key", "")
@@ -67,5 +65,5 @@ class WeightsEndpoint:
         return Response(body, media_type="application/json", headers=headers)
 
 
-def weights_route(registry: ModelRegistry) -> Route:
+def weights_route(registry: ModelStore) -> Route:
     return Route(PATH, WeightsEndpoint(registry).handle, methods=["GET"])

@@ -122,38 +122,30 @@ def send_head(url: str, path: str, length: int, headers: dict | None = None, fir
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else -1
 
 
-def close_app(blocks, keep_backend: bool = False) -> None:
-    """The server closed, its training jobs stopped and (unless keep_backend: a Ray cluster another
-    fixture owns) its worker processes ended."""
-    blocks.close()
-    trainer = getattr(blocks, "mnist_trainer", None)
-    if trainer is not None:
-        trainer.stop() if keep_backend else trainer.close()
-
-
 @contextlib.contextmanager
-def serve(blocks):
-    """An app built in this process, served on a free port in a thread: yields its URL (ending in /)."""
+def serve(app):
+    """An app of demo.build_app, its page served by plain Gradio (without the app's routes and bounds) on
+    a free port in a thread: yields its URL (ending in /)."""
     port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        close_app(blocks)
+        app.close()
 
 
 @contextlib.contextmanager
-def launched(blocks, keep_backend: bool = False):
+def launched(app, keep_backend: bool = False):
     """An app of demo.build_app served as demo.launch serves it (the app's own routes and bounds), on a
     free port in a thread: yields its URL (ending in /)."""
     import demo
 
     port = free_port()
-    demo.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        close_app(blocks, keep_backend)
+        app.close(keep_backend)
 
 
 def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300, config: dict | None = None):

@@ -167,8 +167,8 @@ def test_unreadable_upload_gets_the_apps_message(app, tmp_path, content):
 
 
 def test_missing_shipped_checkpoint_still_starts(tmp_path, synthetic_root):
-    blocks = demo.build_app(tmp_path / "missing.pt", tmp_path / "runs", data_dir=str(synthetic_root), download=False)
-    with serve(blocks) as url:
+    app = demo.build_app(tmp_path / "missing.pt", tmp_path / "runs", data_dir=str(synthetic_root), download=False)
+    with serve(app) as url:
         c = Client(url, verbose=False)
         label, html = c.predict(sketch(tmp_path, stroke_digit("7")), api_name="/classify")
         assert label["label"] == EMPTY_MESSAGE and "No model available" in html and "train one" in html
@@ -181,8 +181,8 @@ def test_missing_mnist_is_reported_in_the_status(tmp_path, shipped_checkpoint, m
         raise RuntimeError("Error downloading: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
-    blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(tmp_path / "nodata"), download=True)
-    with serve(blocks) as url:
+    app = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(tmp_path / "nodata"), download=True)
+    with serve(app) as url:
         status = Client(url, verbose=False).predict(*train_args(), api_name="/train")[0]
         assert state_of(status) == "failed" and "MNIST/raw" in status and "--data-dir" in status
 
@@ -199,8 +199,8 @@ def test_corrupted_checkpoint_in_the_picker_keeps_the_current_model(tmp_path, sy
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "broken.pt").write_bytes(shipped_checkpoint.read_bytes()[:5000])   # a truncated copy
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    with serve(blocks) as url:
+    app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    with serve(app) as url:
         c = Client(url, verbose=False)
         _, msg = c.predict("runs/broken.pt", api_name="/choose_model")
         assert msg.startswith("Could not load") and "Still using the previous one" in msg

@@ -1,4 +1,4 @@
-"""`python -m mnist_core`: what the README promises about train, evaluate and predict."""
+"""`python -m mnist_core`: what docs/training.md promises about train, evaluate and predict."""
 import json
 import re
 import subprocess
@@ -32,7 +32,7 @@ def test_train_help_shows_every_range(capsys, monkeypatch):
         flag = "--" + name.replace("_", "-")
         assert flag in text, flag
         assert f"[{lo:g}..{hi:g}]" in text, (name, lo, hi)
-    assert "[1..50]" in text and "[1..4096]" in text and "[1..60000]" in text   # as the README's limits say
+    assert "[1..50]" in text and "[1..4096]" in text and "[1..60000]" in text   # as docs/training.md's limits say
 
 
 def test_train_help_shows_the_recipe_defaults(capsys, monkeypatch):

@@ -68,7 +68,7 @@ def test_budget_accepts_the_recipe_and_bounds_steps_and_time():
     recipe = TrainConfig()
     assert total_steps(recipe) == 15 * 938
     assert b.max_steps == 2 * total_steps(recipe) and b.max_seconds == pytest.approx(2 * estimate_seconds(recipe))
-    assert 100 < estimate_seconds(recipe) < 200      # the README's "about 2.5 minutes" on 2 CPU cores
+    assert 100 < estimate_seconds(recipe) < 200      # docs/training.md's "about 2.5 minutes" on 2 CPU cores
     b.check(recipe)                                  # the default recipe is always accepted
     b.check(TrainConfig(epochs=30))                  # twice the recipe: the bound itself
     with pytest.raises(ConfigError, match="optimizer steps"):

@@ -1,4 +1,5 @@
-"""The README's recipe table and chosen defaults, checked in the config and in what the Trainer builds from it."""
+"""The recipe table of docs/training.md and chosen defaults, checked in the config and in what the Trainer
+builds from it."""
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ def test_config_defaults_are_the_documented_recipe():
 
 
 def test_documented_limits():
-    # README: "1-50 epochs, batch size 1-4,096, 1-60,000 samples"
+    # docs/training.md: "1-50 epochs, batch size 1-4,096, 1-60,000 samples"
     assert (LIMITS["epochs"] == (1, 50) and LIMITS["batch_size"] == (1, 4096)
             and LIMITS["max_train_samples"] == (1, 60_000))
 

@@ -62,14 +62,14 @@ def test_choose_model_refuses_unknown_keys_and_paths(draw):
 def test_drawing_for_long_does_not_grow_the_session(shipped_checkpoint, synthetic_root, tmp_path):
     """What the page does per stroke (live labels, then the explanation when it settles), 30 times: the
     session keeps one object per component, not one more per event (the soak's RSS growth)."""
-    blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
+    app = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
                             train_enabled=False)
-    with serve(blocks) as url:
+    with serve(app) as url:
         c = Client(url, verbose=False)
 
         def session_size():
             gc.collect()
-            (state,) = blocks.state_holder.session_data.values()
+            (state,) = app.blocks.state_holder.session_data.values()
             return len(state.blocks_config.blocks)
 
         def stroke():

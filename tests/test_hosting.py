@@ -147,10 +147,10 @@ def test_a_full_queue_answers_queue_is_full_then_recovers(synthetic_root, shippe
         return real(value)
 
     monkeypatch.setattr(handlers, "prepare_strokes", slow)
-    blocks = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
+    app = demo.build_app(shipped_checkpoint, tmp_path / "runs", data_dir=str(synthetic_root), download=False,
                             train_enabled=False, max_queue=2)
     port = free_port()
-    demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
 
@@ -173,7 +173,7 @@ def test_a_full_queue_answers_queue_is_full_then_recovers(synthetic_root, shippe
         assert Client(url, verbose=False).predict(payload(SEVEN), api_name="/classify_strokes")[0]["label"] == "7"
     finally:
         gate.set()
-        blocks.close()
+        app.close()
 
 
 def test_classify_keeps_accepting_a_sketchpad_dict_or_a_plain_image(hosted, tmp_path):

@@ -21,7 +21,7 @@ def _pred(top_digit=3, top_p=0.9):
 
 
 def test_the_threshold_is_the_documented_60_percent():
-    # README: "a top probability under 60% is shown as 'Not sure'"
+    # docs/how-it-works.md: "a top probability under 60% (UNSURE_BELOW) is shown as ..."
     assert UNSURE_BELOW == 0.6
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mnist_core.checkpoint import load_checkpoint, save_checkpoint
-from mnist_core.runs import SHIPPED_KEY, RunError, RunStore, differing_settings, prune, run_files
+from mnist_core.runs import HOST, SHIPPED_KEY, RunError, RunStore, differing_settings, prune, run_files
 from mnist_core.text import plural
 from mnist_web.train_views import (
     MAX_TRAIN_POINTS,
@@ -128,11 +128,11 @@ def test_settings_that_differ(store):
 def test_delete_only_listed_runs_never_the_shipped_model(store, tiny_checkpoint):
     before = tiny_checkpoint.read_bytes()
     with pytest.raises(RunError, match="shipped model cannot be deleted"):
-        store.delete(SHIPPED_KEY)
+        store.delete(SHIPPED_KEY, HOST)
     for bad in ["runs/../../x.pt", "runs/missing.pt", str(tiny_checkpoint), None, 3, "runs/.run-c.pt.123.tmp"]:
         with pytest.raises(RunError):
-            store.delete(bad)
-    assert store.delete("runs/run-a.pt") == "run-a.pt"
+            store.delete(bad, HOST)
+    assert store.delete("runs/run-a.pt", HOST) == "run-a.pt"
     assert not (store.runs_dir / "run-a.pt").exists() and tiny_checkpoint.read_bytes() == before
     assert [k for _, k in store.choices()] == [SHIPPED_KEY, "runs/run-b.pt"]
     with pytest.raises(RunError, match="no readable run"):
@@ -145,7 +145,8 @@ def test_export_is_a_byte_copy_with_the_runs_name(store):
     assert out.parent != store.runs_dir
     assert store.export(SHIPPED_KEY).name == "mnist_cnn.pt"
     again = store.export("runs/run-a.pt", out.parent)
-    assert again.parent == out.parent and sorted(p.name for p in out.parent.iterdir()) == ["run-a.pt", "run-b.pt"]
+    assert again.parent == out.parent    # the store's downloads folder: one for all copies
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist_cnn.pt", "run-a.pt", "run-b.pt"]
     assert torch.load(out, weights_only=True)["format_version"] == 1
 
 

@@ -117,12 +117,12 @@ def test_unsure_label_never_looks_confident():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, synthetic_root, shipped_checkpoint):
-    blocks = demo.build_app(shipped_checkpoint, tmp_path_factory.mktemp("runs"), data_dir=str(synthetic_root),
+    app = demo.build_app(shipped_checkpoint, tmp_path_factory.mktemp("runs"), data_dir=str(synthetic_root),
                             download=False, train_enabled=False)
     port = free_port()
-    demo.launch(blocks, port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    blocks.close()
+    app.close()
 
 
 @pytest.mark.parametrize("strokes, digit", [(SEVEN, "7"), (ONE, "1"), (ZERO, "0")])

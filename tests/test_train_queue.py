@@ -1,6 +1,9 @@
 """The training queue: its arithmetic (pure functions) and its semantics with a fast fake run (a backend
 that emits the events of a real job, on a timer): order, one job per session, Stop and a closed tab
-while waiting, the bound, positions and ETA moving, and many sessions pressing Start at once."""
+while waiting, the bound, positions and ETA moving, and many sessions pressing Start at once; places of
+two kinds (CPU and GPU, as on a Ray cluster): first come first served within each kind, GPU jobs capped
+at the GPUs while CPU jobs go past a waiting GPU job, and a backend that cannot tell its places keeping
+every waiting job."""
 from __future__ import annotations
 
 import threading
@@ -8,29 +11,31 @@ import time
 
 import pytest
 
-from mnist_web.train_queue import Pace, RunClock, ordinal, queued_message, remaining_seconds, start_in
-from mnist_web.train_views import status_html
+from mnist_core.config import make_config
+from mnist_core.jobs import Batch, End, Epoch, Loaded
+from mnist_web.backends import OnePool
+from mnist_web.train_queue import Pace, RunClock, remaining_seconds, start_in
+from mnist_web.train_scheduler import Scheduler
+from mnist_web.train_views import ordinal, queued_message, status_html
 from mnist_web.training_service import TrainingService
 
 VALUES = dict(epochs=1, batch_size=64, max_train_samples=500, device="cpu")
 
 
-class FakeBackend:
+class FakeBackend(OnePool):
     """A job = `steps` batches of `step` seconds each, then one epoch; or, with hold=True, until released.
-    Records the order in which jobs started (by seed) and how many ran at once."""
+    Records the order in which jobs started (by seed) and how many ran at once. One pool of `slots`."""
 
     name = "fake"
 
     def __init__(self, slots=1, steps=5, step=0.02):
         self._slots, self.steps, self.step = slots, steps, step
         self.started: list[int] = []
+        self.devices: dict[int, str] = {}   # seed -> the device its spec asked for
         self.release = threading.Event()
         self.hold = False
         self.now = self.most = 0
         self._lock = threading.Lock()
-
-    def slots(self):
-        return self._slots
 
     def describe(self):
         return f"{self._slots} fake slots"
@@ -39,27 +44,45 @@ class FakeBackend:
         seed = spec["config"]["seed"]
         with self._lock:
             self.started.append(seed)
+            self.devices[seed] = spec["config"]["device"]
             self.now += 1
             self.most = max(self.most, self.now)
         try:
-            yield ("loaded", 500, 1, 0)
+            yield Loaded(500, 1, 0)
             i = 0
             while i < self.steps or (self.hold and not self.release.is_set()):
                 if stop.is_set():
-                    yield ("end", True)
+                    yield End(True)
                     return
                 time.sleep(self.step)
                 i += 1
-                yield ("batch", (min(i, self.steps), self.steps, 1.0, 50.0))
-            yield ("epoch", {"epoch": 1, "epochs": 1, "lr": 0.01, "train_loss": 1.0, "train_accuracy": 50.0,
-                             "test_loss": 1.0, "test_accuracy": 50.0 + seed, "seconds": 0.1}, None)
-            yield ("end", False)
+                yield Batch(min(i, self.steps), self.steps, 1.0, 50.0)
+            yield Epoch({"epoch": 1, "epochs": 1, "lr": 0.01, "train_loss": 1.0, "train_accuracy": 50.0,
+                         "test_loss": 1.0, "test_accuracy": 50.0 + seed, "seconds": 0.1}, None)
+            yield End(False)
         finally:
             with self._lock:
                 self.now -= 1
 
     def close(self):
         pass
+
+
+class PlacedBackend(FakeBackend):
+    """CPU and GPU places as a Ray cluster has them ("auto" takes a GPU place when there is one); while
+    `down`, capacity() raises (a backend that cannot tell)."""
+
+    def __init__(self, cpu: int, cuda: int, **kw):
+        super().__init__(slots=cpu + cuda, **kw)
+        self.places, self.down = {"cpu": cpu, "cuda": cuda}, False
+
+    def capacity(self):
+        if self.down:
+            raise ConnectionError("the cluster did not answer")
+        return dict(self.places)
+
+    def kind_of(self, device):
+        return "cuda" if device in ("cuda", "auto") and self.places["cuda"] else "cpu"
 
 
 def make(tmp_path, **kw):
@@ -278,3 +301,67 @@ def test_a_running_jobs_clock_times_its_batches_and_its_evaluation_apart():
     assert c.left(8.7, 1.2) == pytest.approx(50 * 0.05 + 1.2)
     c.on_batch(100, 100, 11.2)
     assert c.left(20.0, 1.2) == 0.0                                     # late evaluation: nothing left to expect
+
+
+def cfg_on(device: str):
+    return make_config(nullable=(), epochs=1, max_train_samples=1000, device=device)
+
+
+def test_the_scheduler_starts_each_kind_first_come_first_served_within_its_places():
+    s = Scheduler(max_waiting=10)
+    places = {"cpu": 2, "cuda": 1}
+    g1, g2, c1, g3, c2, c3 = (s.admit(cfg_on(d), o, 10.0, slots=3) for d, o in
+                              [("cuda", "g1"), ("cuda", "g2"), ("cpu", "c1"), ("cuda", "g3"), ("cpu", "c2"),
+                               ("cpu", "c3")])
+    kind = str   # the device is the kind, as on a cluster
+    assert s.start_ready(places, kind) == [g1, c1, c2]      # a waiting GPU job does not hold up the CPU ones
+    assert (g1.kind, c1.kind, c2.kind) == ("cuda", "cpu", "cpu") and s.counts() == (3, 3)
+    assert [s.wait_of(j, places, kind)[0] for j in (g2, g3, c3)] == [1, 2, 1]   # positions in their own line
+    assert s.start_ready(places, kind) == []                  # every place taken
+    s.finish(c1, finished=True)
+    assert s.start_ready(places, kind) == [c3]                # a CPU place: the CPU job, never a GPU one
+    s.finish(g1, finished=True)
+    assert s.start_ready(places, kind) == [g2] and s.wait_of(g3, places, kind)[0] == 1
+    assert s.start_ready({"cpu": 5, "cuda": 0}, kind) == []   # the GPU left: GPU jobs wait, none runs twice
+    assert s.wait_of(g3, {"cpu": 5, "cuda": 0}, kind) == (1, None)   # no GPU place: no estimate
+    assert s.start_ready({"cpu": 1, "cuda": 1}, kind) == []   # shrank below the running ones: nothing starts
+
+
+def test_gpu_jobs_start_only_as_many_as_there_are_gpus_and_cpu_jobs_go_past_them(tmp_path):
+    b = PlacedBackend(cpu=1, cuda=1)
+    b.hold = True
+    s = TrainingService(tmp_path, backend=b)
+    g1 = s.stream({**VALUES, "device": "cuda", "seed": 1}, owner="g1")
+    first_state(g1, "running")
+    g2 = s.stream({**VALUES, "device": "auto", "seed": 2}, owner="g2")   # auto: a GPU job on a cluster with one
+    assert next(g2).position == 1
+    c3 = s.stream({**VALUES, "seed": 3}, owner="c3")                      # behind a waiting GPU job, it starts
+    first_state(c3, "running")
+    c4 = s.stream({**VALUES, "seed": 4}, owner="c4")
+    assert next(c4).position == 1                                         # first of the CPU line
+    assert b.started == [1, 3] and b.devices == {1: "cuda", 3: "cpu"}
+    assert s.status() == {**s.status(), "running": 2, "waiting": 2, "slots": 2}
+    b.release.set()
+    assert [list(g)[-1].state for g in (g1, g2, c3, c4)] == ["finished"] * 4
+    assert b.devices == {1: "cuda", 2: "cuda", 3: "cpu", 4: "cpu"}       # "auto" ran on the place it took
+    assert sorted(b.started) == [1, 2, 3, 4] and b.most == 2 and not s.busy
+
+
+def test_a_backend_that_cannot_tell_its_places_keeps_every_waiting_job(tmp_path):
+    b = PlacedBackend(cpu=1, cuda=0)
+    b.hold = True
+    s = TrainingService(tmp_path, backend=b)
+    a = s.stream({**VALUES, "seed": 1}, owner="a")
+    first_state(a, "running")
+    waiting = [s.stream({**VALUES, "seed": k}, owner=f"w{k}") for k in (2, 3)]
+    assert [next(w).position for w in waiting] == [1, 2]
+    b.down = True
+    b.release.set()
+    assert list(a)[-1].state == "finished"                   # its place is free, but nobody can tell
+    assert s.status() == {**s.status(), "running": 0, "waiting": 2, "slots": 0}
+    for w, position in zip(waiting, (1, 2), strict=True):    # the next heartbeat: still queued, same place
+        u = next(w)
+        assert (u.state, u.position, u.eta_seconds) == ("queued", position, None)
+    assert b.started == [1]
+    b.down = False                                           # it answers again: the line goes on in order
+    assert [list(w)[-1].state for w in waiting] == ["finished", "finished"] and b.started == [1, 2, 3]

@@ -1,5 +1,5 @@
 """The Train tab's API as a second program uses it (gradio_client): the /train stream's shape and size,
-comparing runs, a run's results, download and delete. The stream's shape is documented in the README."""
+comparing runs, a run's results, download and delete. The stream's shape is documented in docs/api.md."""
 from __future__ import annotations
 
 import re

@@ -31,10 +31,10 @@ from tests.test_strokes import SEVEN, payload
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     """The app as demo.launch serves it (its own routes too), one worker process of one thread."""
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+    app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
                             train_backend=LocalBackend(1, 1))
-    with launched(blocks) as url:
-        yield {"url": url, "runs": runs, "trainer": blocks.mnist_trainer}
+    with launched(app) as url:
+        yield {"url": url, "runs": runs, "trainer": app.services.training}
 
 
 def wait_for(job, state, timeout=90):

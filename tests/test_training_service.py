@@ -11,10 +11,11 @@ import time
 import pytest
 import torch
 
-from mnist_core.checkpoint import load_checkpoint
+from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.config import TrainingBudget
-from mnist_web import training_service
+from mnist_web import train_runner, training_service
 from mnist_web.backends import LocalBackend, ThreadBackend
+from mnist_web.owners import record_of
 from mnist_web.training_service import TrainingService
 
 QUICK = dict(epochs=2, batch_size=32, max_train_samples=1200, device="cpu")   # 1,200: the synthetic set
@@ -149,7 +150,7 @@ def test_same_name_runs_do_not_overwrite_each_other(service, tmp_path, monkeypat
         def now(cls, tz=None):
             return datetime.datetime(2026, 1, 2, 3, 4, 5)
 
-    monkeypatch.setattr(training_service._dt, "datetime", Frozen)
+    monkeypatch.setattr(train_runner._dt, "datetime", Frozen)
     names = [run_all(service, epochs=1)[-1].checkpoint for _ in range(3)]
     assert len(set(names)) == 3 and all(n.startswith("run-20260102-030405-") for n in names)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
@@ -164,15 +165,20 @@ def test_small_runs_are_not_saved(service, tmp_path):
     assert run_all(service, epochs=1, max_train_samples=1000)[-1].checkpoint is not None
 
 
-def test_runs_folder_keeps_the_newest(tmp_path, synthetic_root, backend):
+def test_runs_folder_keeps_each_owners_newest(tmp_path, synthetic_root, backend, shipped_checkpoint):
+    """Per-owner pruning (mnist_core/pruning.py): the saving owner's oldest go, nobody else's."""
     s = TrainingService(tmp_path, data_dir=str(synthetic_root), download=False, budget=TrainingBudget(keep_runs=2),
                         backend=backend)
+    ckpt = load_checkpoint(shipped_checkpoint)
     for i in range(3):
-        (tmp_path / f"old-{i}.pt").write_bytes(b"x")
+        save_checkpoint({**ckpt, "owner": record_of("t")}, tmp_path / f"old-{i}.pt")
         os.utime(tmp_path / f"old-{i}.pt", ns=(10**18 + i,) * 2)
+    (tmp_path / "host.pt").write_bytes(b"x")             # a run saved before owners: the host's
+    os.utime(tmp_path / "host.pt", ns=(10**18,) * 2)
     last = run_all(s, epochs=1)[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["old-2.pt", last.checkpoint])
-    assert "Removed the oldest 2 runs to keep the 2 newest" in last.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["host.pt", "old-2.pt", last.checkpoint])
+    assert "Removed the oldest 2 runs to keep the 2 newest of yours" in last.message
+    assert load_checkpoint(tmp_path / last.checkpoint)["owner"] == record_of("t")
 
 
 def test_over_budget_runs_are_refused_up_front(tmp_path, synthetic_root, backend):

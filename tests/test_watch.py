@@ -24,7 +24,7 @@ from mnist_core.watch import (
     quantize,
     snapshot_every,
 )
-from mnist_web.training_service import merge_look
+from mnist_web.train_updates import merge_look
 
 RUN = dict(epochs=2, lr=0.02, momentum=0.9, batch_size=16, step_size=6, gamma=0.1, rotation=7.0, dropout=0.05,
            seed=3, max_train_samples=1200, device="cpu")

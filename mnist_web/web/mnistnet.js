@@ -2,19 +2,17 @@
 // WebAssembly, nothing loaded from elsewhere). Two pure parts, each the twin of a Python function:
 //   prepareStrokes(drawing)  <->  mnist_core/raster.py strokes_to_mnist (the same arithmetic, float64)
 //   forward(net, image)      <->  mnist_core/fold.py forward (BatchNorm folded into the convolutions)
-// plus what the page shows with the result (the twins of mnist_web/views.py label_value and
-// prediction_html). Defined once per page as window.MnistNet; the Draw tab's canvas and the tests use it.
+// The network's layers (channels, kernel, ReLU, pool) come with its weights (GET mnist/weights, built from
+// mnist_core/arch.py): this file holds no layer table; loadNet checks that they chain from 28x28 to 10.
+// What the page shows with the result (the label and the prediction view) is in the toolkit, web/kit.js.
+// Defined once per page as window.MnistNet (a head script of the Draw tab's canvas, mnist_web/assets.py
+// NET_HEAD); the canvas's `change` listener (web/live_event.js) and the tests use it.
 (() => {
   if (window.MnistNet) return;
 
   const BOX = 20, FIELD = 28, CENTER = 14.0;               // mnist_core/preprocess.py
   const MIN_EXTENT = 0.10, MIN_EXTENT_PX = 3, DEFAULT_SIDE = 320;
-  const EMPTY_MESSAGE = 'Draw a digit';                      // mnist_web/views.py
-  // name, input channels, output channels, kernel, ReLU after it, pool after it (mnist_core/fold.py LAYERS)
-  const LAYERS = [['conv1', 1, 8, 3, true, ''], ['conv2', 8, 16, 3, true, ''], ['trans', 16, 8, 1, false, 'max2'],
-    ['conv3', 8, 16, 3, true, ''], ['conv4', 16, 8, 3, true, ''], ['conv5', 8, 16, 3, true, ''],
-    ['conv6', 16, 16, 3, true, 'avg4'], ['head', 16, 10, 1, false, '']];
-  const FORMAT = 'mnist-folded-1';
+  const FORMAT = 'mnist-folded-1', CLASSES = 10;
 
   // raster.py nearest(): half up, ties within TIE included (sums may differ from numpy's in the last bit).
   const TIE = 1e-7;
@@ -108,19 +106,28 @@
     return Float64Array.from(new Float32Array(bytes.buffer));
   }
 
-  // The server's payload -> a network, or an Error when it is not this architecture (never computes nonsense).
+  // The server's payload -> a network, or an Error when it does not hold together (never computes nonsense):
+  // each layer's channels must be the one before's, its weights cin x cout x k x k, the maps must stay at
+  // least 1x1 (a 2x2 max-pool on an even side, an average pool "avgN" over the whole NxN map) and end
+  // as 10 logits.
   function loadNet(data) {
-    if (!data || data.format !== FORMAT || !Array.isArray(data.layers) || data.layers.length !== LAYERS.length) {
-      throw new Error('not a folded network of this architecture');
-    }
-    const layers = data.layers.map((spec, n) => {
-      const [name, cin, cout, k, relu, pool] = LAYERS[n];
+    const wrong = () => new Error('not a folded network of this architecture');
+    if (!data || data.format !== FORMAT || !Array.isArray(data.layers) || !data.layers.length) throw wrong();
+    let cin = 1, side = FIELD;
+    const layers = data.layers.map(spec => {
+      if (!spec || typeof spec !== 'object') throw wrong();
+      const { name, cout, k, relu, pool } = spec;
       const w = decode(spec.weight), b = decode(spec.bias);
-      if (spec.name !== name || w.length !== cout * cin * k * k || b.length !== cout || !w.every(Number.isFinite)) {
-        throw new Error(`layer ${spec.name} has the wrong shape`);
+      side -= k - 1;
+      const pooled = pool === 'max2' ? (side % 2 ? 0 : side / 2) : pool === `avg${side}` ? 1 : pool === '' ? side : 0;
+      if (spec.cin !== cin || ![cout, k].every(Number.isInteger) || !(k >= 1 && side >= 1 && pooled >= 1)
+          || typeof relu !== 'boolean' || w.length !== cout * cin * k * k || b.length !== cout || !w.every(Number.isFinite)) {
+        throw new Error(`layer ${name} has the wrong shape`);
       }
-      return { name, cin, cout, k, relu, pool, w, b };
+      side = pooled; cin = cout;
+      return { name, cin: spec.cin, cout, k, relu, pool, w, b };
     });
+    if (cin !== CLASSES || side !== 1) throw wrong();
     if (!(data.std > 0) || !Number.isFinite(data.mean)) throw new Error('bad normalization');
     return { layers, mean: data.mean, std: data.std, key: data.key, description: data.description || '',
              unsureBelow: data.unsure_below ?? 0.6 };
@@ -149,8 +156,8 @@
     return { x: out, h: oh, w: ow };
   }
 
-  // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}; the pooled
-  // stage (conv6) also keeps its map before the pool as stages[6].pre = {h, w, data} (16 x 4 x 4)
+  // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}, one per layer; a
+  // pooled layer also keeps its maps before the pool as .pre = {h, w, data} (the network view shows conv6's)
   function forward(net, image) {
     let x = new Float64Array(FIELD * FIELD), h = FIELD, w = FIELD, c = 1;
     for (let i = 0; i < x.length; i++) x[i] = (image[i] - net.mean) / net.std;
@@ -160,6 +167,7 @@
       ({ x, h, w } = conv(x, c, h, w, L));
       c = L.cout;
       if (L.relu) for (let i = 0; i < x.length; i++) if (x[i] < 0) x[i] = 0;
+      if (L.pool) pre = { h, w, data: x };
       if (L.pool === 'max2') {
         const oh = h >> 1, ow = w >> 1, out = new Float64Array(c * oh * ow);
         for (let ch = 0; ch < c; ch++) for (let y = 0; y < oh; y++) for (let xx = 0; xx < ow; xx++) {
@@ -167,8 +175,7 @@
           out[(ch * oh + y) * ow + xx] = Math.max(x[s], x[s + 1], x[s + w], x[s + w + 1]);
         }
         x = out; h = oh; w = ow;
-      } else if (L.pool === 'avg4') {
-        pre = { h, w, data: x };             // conv6's 4x4 maps before the pool (the network view shows them)
+      } else if (L.pool) {                   // avgN: the mean of each whole NxN map
         const out = new Float64Array(c);
         for (let ch = 0; ch < c; ch++) { let s = 0; for (let i = 0; i < h * w; i++) s += x[ch * h * w + i]; out[ch] = s / (h * w); }
         x = out; h = 1; w = 1;
@@ -191,55 +198,11 @@
     if (p.empty) return { ...p, probs: null, digit: null, confidence: 0, unsure: false };
     const f = forward(net, p.image);
     let digit = 0;
-    for (let d = 1; d < 10; d++) if (f.probs[d] > f.probs[digit]) digit = d;
+    for (let d = 1; d < CLASSES; d++) if (f.probs[d] > f.probs[digit]) digit = d;
     const confidence = f.probs[digit];
     return { ...p, probs: f.probs, logprobs: f.logprobs, stages: f.stages, digit, confidence,
              unsure: confidence < net.unsureBelow };
   }
 
-  // ------------------------------------------------------------------ what the page shows (views.py)
-  const esc = s => String(s).replace(/[&<>"']/g, ch => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#x27;' }[ch]));
-  const pct = (p, digits) => (p * 100).toFixed(digits) + '%';
-  const article = d => (d === 8 ? `an ${d}` : `a ${d}`);
-
-  // The gr.Label value as the front end holds it: headline, and the 10 confidences, highest first.
-  function labelValue(r) {
-    if (r.empty) return { label: EMPTY_MESSAGE };
-    const confidences = r.probs.map((p, d) => ({ label: String(d), confidence: p }))
-      .sort((a, b) => b.confidence - a.confidence);
-    return { label: r.unsure ? `${r.digit}?` : String(r.digit), confidences };
-  }
-
-  let pngCanvas = null;
-  function pngDataUri(image) {
-    pngCanvas = pngCanvas || Object.assign(document.createElement('canvas'), { width: FIELD, height: FIELD });
-    const ctx = pngCanvas.getContext('2d'), img = ctx.createImageData(FIELD, FIELD);
-    for (let i = 0; i < FIELD * FIELD; i++) {
-      const v = Math.floor(clip(image[i] * 255 + 0.5, 0, 255));
-      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
-    return pngCanvas.toDataURL('image/png');
-  }
-
-  function predictionHtml(r, modelName) {
-    let headline, bars, view;
-    if (r.empty) {
-      headline = `<b>${EMPTY_MESSAGE}</b> <span class='muted'>(${esc(r.reason)})</span>`;
-      bars = ''; view = "<div class='mnist-view mnist-blank'></div>";
-    } else {
-      headline = r.unsure ? `<b>Not sure</b>: maybe ${article(r.digit)} (${pct(r.confidence, 0)})`
-        : `It's a <b>${r.digit}</b> (${pct(r.confidence, 1)})`;
-      const rows = r.probs.map((q, i) => `<div class='bar-row'><span>${i}</span><div class='bar'><div style='width:${(q * 100).toFixed(1)}%'></div></div>`
-        + `<span>${pct(q, 1)}</span></div>`).join('');
-      bars = `<div class='bars'>${rows}</div>`;
-      view = `<img class='mnist-view' alt='what the network sees' src='${pngDataUri(r.image)}'>`;
-    }
-    const model = modelName ? `<div class='muted'>model: ${esc(modelName)}</div>` : '';
-    return `<div class='prediction' data-empty='${r.empty}' data-unsure='${!!r.unsure}' data-source='page'>`
-      + `<div class='headline'>${headline}</div><div class='pred-body'>${bars}`
-      + `<figure>${view}<figcaption>what the network sees (28x28)</figcaption></figure></div>${model}</div>`;
-  }
-
-  window.MnistNet = { LAYERS, nearest, prepareStrokes, loadNet, forward, predict, labelValue, predictionHtml };
+  window.MnistNet = { nearest, prepareStrokes, loadNet, forward, predict };
 })();

@@ -1,90 +1,70 @@
 // The network view (Draw tab): every stage's activation maps for the current drawing, from the page's
-// own forward pass (web/mnistnet.js; window.MnistLive.last, set by web/live_event.js): no request per
-// update. Drawn in the animation frame after the label, skipped while the view is off screen. A page
-// without a network of its own (its weights did not load) asks the server instead when the drawing
-// settles (POST mnist/activations, once per pen-up; state 'served').
+// own forward pass (web/mnistnet.js; window.MnistApp's 'result' event and `last`, from web/live_event.js):
+// no request per update. Drawn in the animation frame after the label, skipped while the view is off
+// screen. A page without a network of its own (its weights did not load) asks the server instead when the
+// drawing settles (MnistApp's 'settle' event; POST mnist/activations, once per pen-up; state 'served').
 // Click a map: that unit's incoming weights (the page's folded weights), its activation on the drawing,
 // and its top 9 training digits (GET mnist/unit, once per click) with the peak's receptive field.
 // Run by Gradio as the gr.HTML's js_on_load (`element`). Markup for tests: #network, one element per
-// stage with data-layer / data-channels; window.MnistNetwork = {updates, shown, select}.
+// stage with data-layer / data-channels; window.MnistApp.network = {updates, shown, select}.
+// The stages are the server's (props.stages: mnist_core/arch.py view_table(), the same table as the weights
+// payload's "stages"): name, channels, side, kind, which layer of the page's network computes it (before its
+// pool or after), whose BatchNorm is folded into its weights, its receptive field. No layer table here.
 const root = element.querySelector('#network');
 const stagesEl = root.querySelector('.net-stages');
 const unitEl = root.querySelector('.net-unit');
 const note = root.querySelector('.net-note');
 const UNIT_URL = 'mnist/unit';
 const ACTIVATIONS_URL = 'mnist/activations';
-// view name, channels, side, CSS px per cell, where in forward()'s stages, receptive field (px)
-const STAGES = [['conv1', 8, 26, 3, 0, 3], ['conv2', 16, 24, 3, 1, 5], ['transition', 8, 12, 5, 2, 6],
-  ['conv3', 16, 10, 6, 3, 10], ['conv4', 8, 8, 7, 4, 14], ['conv5', 16, 6, 9, 5, 18], ['conv6', 16, 4, 12, 6, 22]];
-const FOLDED = { transition: 'conv2', conv4: 'conv3', conv5: 'conv4', conv6: 'conv5' };  // BN folded in
-const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
-const state = window.MnistNetwork = { updates: 0, renderMs: 0, shown: {}, selected: null, visible: true };
+const STAGES = props.stages || [];
+const MAPS = STAGES.filter(s => s.kind === 'map');           // a clickable unit per channel
+const cellPx = side => Math.min(12, Math.ceil(54 / side));   // CSS px per cell: maps >= 54 px wide, cells <= 12 px
+const ROW_PX = { pool: 16, logits: 22 };                       // px per value of the one-row stages
+const app = window.MnistApp;   // the shared state and the toolkit (web/kit.js)
+const { el, mapCanvas, paintMap: paint } = app;
+const state = app.network = { updates: 0, renderMs: 0, shown: {}, selected: null, visible: true };
 let frame = null, dirty = false, latest = null;
 let served = null, asked = 0;   // the server's maps of the settled drawing (no network in the page)
 
-const el = (tag, attrs = {}, text = '') => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text) e.textContent = text;
-  return e;
-};
-function mapCanvas(w, h, scale, attrs = {}) {
-  const c = el('canvas', { width: w, height: h, ...attrs });
-  c.style.width = `${w * scale}px`; c.style.height = `${h * scale}px`;
-  return c;
-}
-
 // ------------------------------------------------------------------ layout (built once)
 const canvases = {};
-for (const [name, channels, side, scale, , rf] of STAGES) {
-  const sec = el('section', { class: 'net-stage', 'data-layer': name, 'data-channels': channels, 'data-size': side });
-  const h = el('h4', {}, `${name} `);
-  h.append(el('span', {}, `${channels} x ${side}x${side}, receptive field ${rf} px`));
+function mapStage(s) {
+  const sec = el('section', { class: 'net-stage', 'data-layer': s.name, 'data-channels': s.channels, 'data-size': s.side });
+  const h = el('h4', {}, `${s.name} `);
+  h.append(el('span', {}, `${s.channels} x ${s.side}x${s.side}, receptive field ${s.receptive_field.size} px`));
   const maps = el('div', { class: 'net-maps' });
-  canvases[name] = [];
-  for (let c = 0; c < channels; c++) {
-    const cv = mapCanvas(side, side, scale, { 'data-channel': c, title: `${name} channel ${c}: click to see what it looks for`,
-                                               role: 'button', tabindex: '0', 'aria-label': `${name} channel ${c}` });
-    maps.append(cv); canvases[name].push(cv);
+  canvases[s.name] = [];
+  for (let c = 0; c < s.channels; c++) {
+    const cv = mapCanvas(s.side, s.side, cellPx(s.side), { 'data-channel': c, title: `${s.name} channel ${c}: click to see what it looks for`,
+                                                           role: 'button', tabindex: '0', 'aria-label': `${s.name} channel ${c}` });
+    maps.append(cv); canvases[s.name].push(cv);
   }
-  sec.append(h, maps); stagesEl.append(sec);
+  sec.append(h, maps);
+  return sec;
 }
-for (const [name, channels, title] of [['gap', 16, 'the 16 pooled features (mean of each conv6 map)'],
-                                         ['out', 10, 'the 10 outputs (logits; digits 0-9)']]) {
-  const sec = el('section', { class: 'net-stage', 'data-layer': name, 'data-channels': channels, 'data-size': 1 });
-  const h = el('h4', {}, `${name} `); h.append(el('span', {}, title));
-  const scale = name === 'gap' ? 16 : 22;
-  const cv = mapCanvas(channels, 1, scale);
-  canvases[name] = [cv];
+function rowStage(s, before) {   // one value per channel: the pooled features, or the logits
+  const sec = el('section', { class: 'net-stage', 'data-layer': s.name, 'data-channels': s.channels, 'data-size': 1 });
+  const h = el('h4', {}, `${s.name} `);
+  h.append(el('span', {}, s.kind === 'logits' ? `the ${s.channels} outputs (logits; digits 0-${s.channels - 1})`
+    : `the ${s.channels} pooled features (mean of each ${before.name} map)`));
+  const scale = ROW_PX[s.kind];
+  const cv = mapCanvas(s.channels, 1, scale);
+  canvases[s.name] = [cv];
   const maps = el('div', { class: 'net-maps' });
-  if (name === 'out') {
+  if (s.kind === 'logits') {
     const box = el('div'), digits = el('div', { class: 'net-out-digits' });
-    for (let d = 0; d < 10; d++) { const s = el('span', {}, String(d)); s.style.width = `${scale}px`; digits.append(s); }
+    for (let d = 0; d < s.channels; d++) { const n = el('span', {}, String(d)); n.style.width = `${scale}px`; digits.append(n); }
     box.append(cv, digits); maps.append(box);
   } else maps.append(cv);
-  sec.append(h, maps); stagesEl.append(sec);
+  sec.append(h, maps);
+  return sec;
 }
+STAGES.forEach((s, i) => stagesEl.append(s.kind === 'map' ? mapStage(s) : rowStage(s, STAGES[i - 1])));
 
 // ------------------------------------------------------------------ colours
 // ReLU stages (all >= 0): black -> red -> yellow -> white by value / the stage's maximum; stages with
-// negative values (transition, out): blue (negative) / black / orange (positive) by the largest |value|.
-function paint(cv, data, offset, n, lo, hi) {
-  const ctx = cv.getContext('2d'), img = ctx.createImageData(cv.width, cv.height), px = img.data;
-  const signed = lo < 0, span = signed ? Math.max(-lo, hi) : hi;
-  for (let i = 0; i < n; i++) {
-    const t = span > 0 ? data[offset + i] / span : 0;
-    let r, g, b;
-    if (signed) {
-      const a = Math.min(1, Math.abs(t));
-      if (t >= 0) { r = 255 * a; g = 150 * a; b = 0; } else { r = 0; g = 120 * a; b = 255 * a; }
-    } else {
-      const a = Math.min(1, Math.max(0, t));
-      r = 255 * Math.min(1, 2 * a); g = 255 * Math.min(1, Math.max(0, 2 * a - 0.8)); b = 255 * Math.max(0, 3 * a - 2);
-    }
-    px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-}
+// negative values (transition, out): blue (negative) / black / orange (positive) by the largest |value|
+// (the kit's paintMap, as `paint`).
 function range(data) {
   let lo = Infinity, hi = -Infinity;
   for (const v of data) { if (v < lo) lo = v; if (v > hi) hi = v; }
@@ -94,8 +74,7 @@ function range(data) {
 // The maps of a prediction as the view defines them: {name: Float64Array} (conv6: its 4x4 maps).
 function viewData(r) {
   const out = {};
-  for (const [name, , , , at] of STAGES) out[name] = name === 'conv6' ? r.stages[at].pre.data : r.stages[at].data;
-  out.gap = r.stages[6].data; out.out = r.stages[7].data;
+  for (const s of STAGES) out[s.name] = s.before_pool ? r.stages[s.layer].pre.data : r.stages[s.layer].data;
   return out;
 }
 
@@ -112,11 +91,11 @@ function render() {
   if (!state.visible || root.offsetParent === null) { dirty = true; return; }
   dirty = false;
   const r = latest;
-  const fromServer = !live.net && served && served.stages;
-  if (!fromServer && (!live.net || !r || r.empty || !r.stages)) {
+  const fromServer = !app.net && served && served.stages;
+  if (!fromServer && (!app.net || !r || r.empty || !r.stages)) {
     for (const list of Object.values(canvases)) for (const cv of list) paint(cv, [], 0, 0, 0, 0);
     state.shown = {};
-    const mode = live.net ? 'empty' : (document.querySelector('#sketchpad .sketch[data-live="loading"]') ? 'loading' : 'server');
+    const mode = app.net ? 'empty' : (app.live === 'loading' ? 'loading' : 'server');
     root.dataset.state = mode;
     if (mode !== 'empty') setTimeout(schedule, 500);   // until the page's network is there (cheap: 2 per second, no request)
     note.textContent = {
@@ -127,11 +106,11 @@ function render() {
         + 'each time you lift the pen.' }[mode];
   } else {
     const d = fromServer ? servedData(served.stages) : viewData(r);
-    for (const [name, channels, side] of STAGES) {
+    for (const { name, channels, side, kind } of STAGES) {
       const [lo, hi] = range(d[name]);
+      if (kind !== 'map') { paint(canvases[name][0], d[name], 0, d[name].length, lo, hi); continue; }
       for (let c = 0; c < channels; c++) paint(canvases[name][c], d[name], c * side * side, side * side, lo, hi);
     }
-    for (const name of ['gap', 'out']) { const [lo, hi] = range(d[name]); paint(canvases[name][0], d[name], 0, d[name].length, lo, hi); }
     state.shown = d;
     root.dataset.state = fromServer ? 'served' : 'live';
     note.textContent = (fromServer ? 'From the server (this page has no copy of the network), as of the last pen-up. ' : '')
@@ -144,9 +123,9 @@ function render() {
   root.dataset.updates = String(state.updates);
 }
 function schedule() { if (frame === null) frame = requestAnimationFrame(render); }
-live.onResult = r => { latest = r; schedule(); };
-// No network in the page: the sketch calls this when the drawing settles (pen up, undo, clear).
-live.onSettle = async (value, key) => {
+app.on('result', r => { latest = r; schedule(); });
+// No network in the page: the canvas emits 'settle' when the drawing settles (pen up, undo, clear).
+app.on('settle', async ({ value, model: key }) => {
   const n = ++asked;
   try {
     const res = await fetch(new URL(ACTIVATIONS_URL, document.baseURI), {
@@ -159,22 +138,22 @@ live.onSettle = async (value, key) => {
     if (n === asked) served = { error: err.message };
   }
   schedule();
-};
+});
 new IntersectionObserver(entries => {
   state.visible = entries.some(e => e.isIntersecting);
   if (state.visible && dirty) schedule();
 }).observe(root);
-if (live.last) { latest = live.last; }
+if (app.last) { latest = app.last; }
 schedule();
 
 
 // ------------------------------------------------------------------ one unit
-function stageInfo(name) { return STAGES.find(s => s[0] === name); }
+function stageInfo(name) { return MAPS.find(s => s.name === name); }
 
 function drawUnitActivation() {
   const sel = state.selected, cv = unitEl.querySelector('canvas.net-unit-act'), txt = unitEl.querySelector('.net-unit-peak');
   if (!sel || !cv) return;
-  const [, , side] = stageInfo(sel.stage), d = state.shown[sel.stage];
+  const { side } = stageInfo(sel.stage), d = state.shown[sel.stage];
   if (!d) { paint(cv, [], 0, 0, 0, 0); txt.textContent = 'nothing drawn'; return; }
   const off = sel.channel * side * side;
   let hi = 0, at = 0;
@@ -184,7 +163,7 @@ function drawUnitActivation() {
 }
 
 function weightImages(sel) {
-  const net = live.net, [, , , , at] = stageInfo(sel.stage), L = net && net.layers[at];
+  const net = app.net, L = net && net.layers[stageInfo(sel.stage).layer];
   if (!L) {
     const row = el('div', { class: 'row net-unit-weights' });
     row.append(el('span', { class: 'muted' }, 'the weights are on their way from the server'));
@@ -223,13 +202,13 @@ async function loadTop(sel, tries = 0) {
   const box = unitEl.querySelector('.net-unit-top');
   try {
     const url = new URL(UNIT_URL, document.baseURI);
-    url.searchParams.set('key', live.key || live.model || ''); url.searchParams.set('stage', sel.stage); url.searchParams.set('channel', sel.channel);
+    url.searchParams.set('key', app.key || app.model || ''); url.searchParams.set('stage', sel.stage); url.searchParams.set('channel', sel.channel);
     const res = await fetch(url, { credentials: 'same-origin' });
     const body = await res.json();
     if (state.selected !== sel) return;
     box.replaceChildren();
     if (body.error) { box.append(el('p', { class: 'muted net-unit-note' }, body.error)); return; }
-    if (!live.net && body.weights) unitEl.querySelector('.net-unit-weights').replaceWith(weightRow(body.weights.flat(2), body.weights.length, body.weights[0].length, 0));
+    if (!app.net && body.weights) unitEl.querySelector('.net-unit-weights').replaceWith(weightRow(body.weights.flat(2), body.weights.length, body.weights[0].length, 0));
     if (!body.ready) {
       box.append(el('p', { class: 'muted net-unit-note' }, body.note));
       if (tries < 40 && !/^No top digits/.test(body.note)) setTimeout(() => state.selected === sel && loadTop(sel, tries + 1), 3000);
@@ -246,19 +225,19 @@ async function loadTop(sel, tries = 0) {
 
 function select(stage, channel) {
   const info = stageInfo(stage);
-  if (!info || !(channel >= 0 && channel < info[1])) return false;
+  if (!info || !(channel >= 0 && channel < info.channels)) return false;
   for (const cv of root.querySelectorAll('.net-maps canvas.selected')) cv.classList.remove('selected');
   canvases[stage][channel].classList.add('selected');
   const sel = state.selected = { stage, channel };
-  const [, , side, scale, , rf] = info, L = live.net && live.net.layers[info[4]];
+  const { side, folds } = info, rf = info.receptive_field.size, L = app.net && app.net.layers[info.layer];
   unitEl.hidden = false;
   unitEl.dataset.stage = stage; unitEl.dataset.channel = String(channel); unitEl.dataset.top = '0';
   const head = el('h4', {}, `${stage}, channel ${channel}: what it looks for (receptive field ${rf}x${rf} px)`);
   const close = el('button', { type: 'button', class: 'net-close' }, 'close');
   close.addEventListener('click', () => { state.selected = null; unitEl.hidden = true; canvases[stage][channel].classList.remove('selected'); });
   head.append(close);
-  const wNote = FOLDED[stage] ? `with ${FOLDED[stage]}'s BatchNorm folded in, as the page computes` : 'as trained (no BatchNorm before it)';
-  const act = mapCanvas(side, side, Math.max(scale * 2, 6), { class: 'net-unit-act' });
+  const wNote = folds ? `with ${folds}'s BatchNorm folded in, as the page computes` : 'as trained (no BatchNorm before it)';
+  const act = mapCanvas(side, side, Math.max(cellPx(side) * 2, 6), { class: 'net-unit-act' });
   unitEl.replaceChildren(head,
     el('p', { class: 'muted' }, `Incoming weights, one ${L ? L.k : ''}x${L ? L.k : ''} image per input channel (${L ? L.cin : ''}), ${wNote}; `
       + `blue negative, orange positive${L ? `, bias ${L.b[channel].toFixed(3)}` : ''}:`),

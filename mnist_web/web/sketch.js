@@ -1,8 +1,10 @@
 // The Draw tab's canvas: a gr.HTML custom component (Gradio runs this with `element`, `props`,
 // `trigger`, `watch`). Its value is the strokes, not a picture: props.value = JSON {width, height,
 // brush, strokes}.
-// The live answer is computed here, in the page (web/mnistnet.js, loaded before this file), with the
-// weights of the model chosen in the picker (props.model, a registry key; GET mnist/weights?key=...).
+// The live answer is computed here, in the page (web/mnistnet.js, loaded with web/kit.js before this
+// file), with the weights of the model chosen in the picker (props.model, a registry key; GET
+// mnist/weights?key=...). This file owns window.MnistApp's net, key, model, pending, failures and live
+// (web/kit.js lists who writes what and the events).
 // On every animation frame in which the drawing changed, props.value is set and Gradio fires `change`,
 // whose listener is JavaScript only (web/live_event.js): label, bars and 28x28 view, no request.
 // Until the weights have arrived, or if they are refused or the computation throws, the server
@@ -38,19 +40,20 @@ function toUnits(e) {
 }
 
 // ------------------------------------------------------------------ the page's own network
-// window.MnistLive: the state the `change` listener reads. net: the loaded network or null (server answers).
-const live = window.MnistLive = window.MnistLive || { net: null, key: null, pending: null, failures: 0 };
+// app.net: the loaded network, read by the `change` listener (web/live_event.js); null: the server answers.
+const app = window.MnistApp;
 root.dataset.live = 'server';
 
-function setMode(mode) { root.dataset.live = mode; }   // server | loading | page (for tests and the curious)
+// server | loading | page: in the shared object (the network view's note) and on the canvas (for tests and the curious)
+function setMode(mode) { app.live = mode; root.dataset.live = mode; }
 
 async function loadModel(key) {
   // window.MNIST_SERVER_ONLY (set before the page loads): the server answers, as before this page
   // had a network of its own (benchmarks/browser_latency.py measures both).
-  live.model = key;   // the chosen model, whichever side computes (the network view's server fallback)
-  if (!key || window.MNIST_SERVER_ONLY) { live.net = null; live.key = null; setMode('server'); return; }
-  if ((live.net && live.key === key) || live.pending === key) return;   // loaded, or on its way
-  live.pending = key;
+  app.model = key;   // the chosen model, whichever side computes (the network view's server fallback)
+  if (!key || window.MNIST_SERVER_ONLY) { app.net = null; app.key = null; setMode('server'); return; }
+  if ((app.net && app.key === key) || app.pending === key) return;   // loaded, or on its way
+  app.pending = key;
   setMode('loading');
   try {
     const url = new URL(WEIGHTS_URL, document.baseURI);
@@ -58,24 +61,24 @@ async function loadModel(key) {
     const res = await fetch(url, { credentials: 'same-origin' });
     if (!res.ok) throw new Error(`weights: HTTP ${res.status}`);
     const net = window.MnistNet.loadNet(await res.json());
-    if (live.pending !== key) return;           // another model was chosen meanwhile
-    live.pending = null;
-    live.net = net; live.key = key; live.failures = 0;
+    if (app.pending !== key) return;           // another model was chosen meanwhile
+    app.pending = null;
+    app.net = net; app.key = key; app.failures = 0;
     setMode('page');
     if (strokes.length || current) trigger('change');   // re-label the drawing with the new model at once
   } catch (err) {
-    if (live.pending !== key) return;
-    live.pending = null;
-    live.net = null; live.key = null;
+    if (app.pending !== key) return;
+    app.pending = null;
+    app.net = null; app.key = null;
     setMode('server');
     console.warn('MNIST: the page computes no live label (the server answers instead):', err.message);
     if (strokes.length || current) trigger('input');
   }
 }
-live.fallback = () => {     // the listener could not compute: the server answers from now on, for this model
-  live.net = null; live.failures += 1; setMode('server'); trigger('input');
-};
-live.choose = key => loadModel(key);
+app.on('fallback', () => {     // the listener could not compute: the server answers from now on, for this model
+  app.net = null; app.failures += 1; setMode('server'); trigger('input');
+});
+app.on('choose', key => loadModel(key));
 watch('model', () => loadModel(props.model));
 loadModel(props.model);
 
@@ -134,11 +137,11 @@ function send() {
   lastSent = performance.now();
   const v = value();
   if (v !== props.value) props.value = v;
-  if (!live.net) setTimeout(() => trigger('input'), 0);
+  if (!app.net) setTimeout(() => trigger('input'), 0);
 }
 
 function schedule() {
-  if (!live.net) {                          // server fallback: throttled
+  if (!app.net) {                          // server fallback: throttled
     if (timer === null) timer = setTimeout(send, Math.max(0, THROTTLE_MS - (performance.now() - lastSent)));
     return;
   }
@@ -149,9 +152,8 @@ function schedule() {
 // explanation, when "Show why" is on (none is asked for when it is off); without the page's network,
 // the network view asks the server for the maps too.
 function settled() {
-  if (!live.net && live.onSettle) setTimeout(() => live.onSettle(props.value, live.model), 0);   // the network view
-  const why = document.querySelector('#show-why input');
-  if (why && !why.checked) return;
+  if (!app.net) setTimeout(() => app.emit('settle', { value: props.value, model: app.model }), 0);   // the network view
+  if (app.showWhy === false) return;
   setTimeout(() => trigger('release'), 0);
 }
 

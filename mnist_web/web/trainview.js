@@ -4,6 +4,8 @@
 // only the keys that changed (the digits once, then filters and guesses). Run by Gradio as the gr.HTML's
 // js_on_load (`element`, `props`, `watch`). Markup for tests: #train-view[data-state][data-updates],
 // section[data-filters] canvases, .tv-grid figure[data-label][data-guess].right|.wrong, #per-class-epochs.
+// el(), mapCanvas() and the weights' colour map come from the toolkit, window.MnistApp (web/kit.js).
+const { el, mapCanvas, signedColour } = window.MnistApp;
 const root = element.querySelector('#train-view');
 const body = root.querySelector('.tv-body');
 const note = root.querySelector('.tv-note');
@@ -13,13 +15,6 @@ const score = root.querySelector('.tv-score');
 const table = root.querySelector('#per-class-epochs');
 const SCALE = { conv1: 8, conv2: 5 };   // CSS px per weight
 let digits = null, digitsSrc = null, figures = [], updates = 0;
-
-const el = (tag, attrs = {}, text = '') => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text) e.textContent = text;
-  return e;
-};
 
 function int8s(b64) {
   const raw = atob(b64), out = new Int8Array(raw.length);
@@ -35,9 +30,7 @@ function drawBank(name, layer) {
   if (bank.children.length !== cout) {
     bank.replaceChildren();
     for (let o = 0; o < cout; o++) {
-      const c = el('canvas', { width: w, height: kh, 'data-filter': o, title: `${name} filter ${o}` });
-      c.style.width = `${w * s}px`; c.style.height = `${kh * s}px`;
-      bank.append(c);
+      bank.append(mapCanvas(w, kh, s, { 'data-filter': o, title: `${name} filter ${o}` }));
     }
   }
   root.querySelector(`section[data-filters="${name}"]`).dataset.scale = layer.scale;
@@ -49,10 +42,7 @@ function drawBank(name, layer) {
     for (let i = 0; i < cin; i++) {
       for (let y = 0; y < kh; y++) {
         for (let x = 0; x < kw; x++) {
-          const t = q[((o * cin + i) * kh + y) * kw + x] / top, a = Math.min(1, Math.abs(t));
-          const p = 4 * (y * w + i * (kw + 1) + x);
-          if (t >= 0) { px[p] = 255 * a; px[p + 1] = 150 * a; px[p + 2] = 0; } else { px[p] = 0; px[p + 1] = 120 * a; px[p + 2] = 255 * a; }
-          px[p + 3] = 255;
+          signedColour(px, 4 * (y * w + i * (kw + 1) + x), q[((o * cin + i) * kh + y) * kw + x] / top);
         }
       }
     }
@@ -64,8 +54,7 @@ function buildGrid(labels) {
   grid.replaceChildren();
   figures = labels.map((label, i) => {
     const f = el('figure', { 'data-index': i, 'data-label': label });
-    const cv = el('canvas', { width: 28, height: 28 });
-    cv.style.width = cv.style.height = '42px';
+    const cv = el('canvas', { width: 28, height: 28 });   // shown at 42 px (trainview.css)
     f.append(cv, el('figcaption', {}, '?'));
     grid.append(f);
     return f;

@@ -1,5 +1,6 @@
 """Driving the app in Debian's Chromium with Playwright: shared by the browser tests, the latency
-benchmark and the README screenshots. Coordinates of strokes are fractions (0..1) of the drawing square."""
+benchmark and the screenshots of the README and docs/. Coordinates of strokes are fractions (0..1) of the
+drawing square."""
 from __future__ import annotations
 
 import math
@@ -19,6 +20,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def playwright_or_skip():
+    """Playwright's sync_playwright, once Chromium and Playwright are known to be here (else the test
+    skips outside CI, and fails in CI: tests.conftest.need)."""
+    from tests.conftest import need
+
+    need(Path(CHROMIUM).exists(), "Chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright is not installed (pip install -r requirements-dev.txt)")
+    return sync_playwright
 
 
 def launch_browser(playwright):

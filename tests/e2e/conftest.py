@@ -21,8 +21,7 @@ def server(tmp_path_factory, synthetic_root, shipped_checkpoint):
     port = free_port()
     demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
-    app.close()
-    app.mnist_trainer.close()   # its jobs stopped, its worker processes ended
+    app.close()   # the server closed, its jobs stopped, its worker processes ended
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -23,15 +22,14 @@ from mnist_core.data import load_mnist
 from mnist_core.predict import Predictor
 from mnist_core.raster import prepare_strokes
 from mnist_web.views import label_value
-from tests.conftest import need
 from tests.e2e.browser import (
-    CHROMIUM,
     DIGITS,
     LABEL,
     WATCH_LABEL_JS,
     draw,
     launch_browser,
     open_page,
+    playwright_or_skip,
     quiet,
     wait_label,
 )
@@ -44,18 +42,14 @@ LIVE_MODE = "() => document.querySelector('#sketchpad .sketch').dataset.live"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
-    need(Path(CHROMIUM).exists(), "Chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright is not installed (pip install -r requirements-dev.txt)")
+    sync_playwright = playwright_or_skip()
     from gradio_client import Client
 
     import demo
 
     runs = tmp_path_factory.mktemp("runs")
-    blocks = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
-    with launched(blocks) as url:
+    app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
+    with launched(app) as url:
         # a model trained by the Train tab's own endpoint (1,000 synthetic samples, 1 epoch)
         status = Client(url, verbose=False).predict(1, 0.02, 0.9, 32, 6, 0.1, 7, 0.0, 3, 1000, "cpu", None, [],
                                                     api_name="/train")[0]
@@ -97,10 +91,10 @@ def pick_model(pg, text):
 
 # The page's own computation for many drawings at once: its 28x28, probabilities, label value, states.
 PAGE_PREDICT_JS = """(drawings) => drawings.map(d => {
-  const r = window.MnistNet.predict(window.MnistLive.net, d);
+  const r = window.MnistNet.predict(window.MnistApp.net, d);
   return {empty: r.empty, reason: r.reason, unsure: r.unsure, digit: r.digit,
           image: r.image ? Array.from(r.image) : null, probs: r.probs,
-          label: window.MnistNet.labelValue(r).label};
+          label: window.MnistApp.labelValue(r).label};
 })"""
 
 
@@ -144,7 +138,7 @@ def test_page_and_server_agree_on_600_real_digits_and_the_edge_cases(app, real_d
     try:
         if model == "trained":
             pick_model(pg, app["trained"].stem)
-            pg.wait_for_function("(k) => window.MnistLive.net && window.MnistLive.key === k",
+            pg.wait_for_function("(k) => window.MnistApp.net && window.MnistApp.key === k",
                                  arg=f"runs/{app['trained'].name}", timeout=30_000)
         predictor = Predictor.from_file(app[model])
         cases = list(EDGE_CASES.items())
@@ -266,7 +260,7 @@ def test_weights_of_the_wrong_shape_are_refused(app):
         pg.wait_for_selector("#sketchpad canvas")
         wait_until(pg, lambda: calls)
         pg.wait_for_function(LIVE_MODE + " === 'server'", timeout=30_000)
-        assert pg.evaluate("window.MnistLive.net") is None
+        assert pg.evaluate("window.MnistApp.net") is None
         draw(pg, DIGITS["0"])
         wait_label(pg, "0", timeout=30_000)
         assert source(pg) is None

@@ -26,8 +26,8 @@ from tests.network_ref import hooked_stages
 
 LAYERS = {"conv1": (8, 26), "conv2": (16, 24), "transition": (8, 12), "conv3": (16, 10), "conv4": (8, 8),
           "conv5": (16, 6), "conv6": (16, 4), "gap": (16, 1), "out": (10, 1)}
-UPDATES = "() => window.MnistNetwork.updates"
-SHOWN_JS = """() => { const s = window.MnistNetwork.shown, r = window.MnistLive.last;
+UPDATES = "() => window.MnistApp.network.updates"
+SHOWN_JS = """() => { const s = window.MnistApp.network.shown, r = window.MnistApp.last;
   return {image: r && r.image ? Array.from(r.image) : null,
           shown: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Array.from(v)]))}; }"""
 
@@ -118,7 +118,7 @@ def test_without_the_pages_network_the_server_draws_the_maps_at_pen_up(browser, 
         draw(pg, DIGITS["1"])
         pg.wait_for_function("document.querySelector('#network').dataset.state === 'served'", timeout=30_000)
         assert len(sent) == 1, sent                                   # one per pen-up, not per pointer move
-        got = pg.evaluate("() => Object.fromEntries(Object.entries(window.MnistNetwork.shown)"
+        got = pg.evaluate("() => Object.fromEntries(Object.entries(window.MnistApp.network.shown)"
                           ".map(([k, v]) => [k, Array.from(v)]))")
         image = prepare_strokes(json.loads(sent[0])["strokes"]).image
         ref = hooked_stages(predictor.model, np.asarray(image).reshape(1, 28, 28), predictor.mean, predictor.std)
@@ -143,7 +143,7 @@ PEN_60HZ_JS = PEN_60HZ_PRELUDE + """  const label = () => document.querySelector
   let labels = 0, seen = label();
   const obs = new MutationObserver(() => { const t = label(); if (t !== seen) { seen = t; labels++; } });
   obs.observe(document.querySelector('#label'), {childList: true, subtree: true, characterData: true});
-  const N = window.MnistNetwork, u0 = N.updates, ms0 = N.renderMs;
+  const N = window.MnistApp.network, u0 = N.updates, ms0 = N.renderMs;
   ev('pointerdown', 0);
   const t0 = performance.now();
   for (let i = 1; i <= n; i++) { await new Promise(requestAnimationFrame); ev('pointermove', i); }
