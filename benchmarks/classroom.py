@@ -55,7 +55,6 @@ from pathlib import Path
 
 import httpx
 from gradio_client import Client
-from gradio_client.utils import apply_diff
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import pct  # noqa: E402
 from mnist_web.owners import OWNER_HEADER  # noqa: E402
 from tests.e2e.browser import free_port  # noqa: E402
-from tests.server import Server, request  # noqa: E402
+from tests.server import Server, queue_stream, request  # noqa: E402
 from tests.test_strokes import SEVEN, payload  # noqa: E402
 
 RUN = dict(epochs=1, lr=0.02, momentum=0.9, batch_size=64, step_size=6, gamma=0.1, rotation=7.0, dropout=0.0)
@@ -80,36 +79,6 @@ def state_of(status: str) -> tuple[str, dict]:
     return state, attrs
 
 
-def owned_stream(url: str, api_name: str, data: list, cfg: dict, headers: dict | None = None,
-                 timeout: float | None = 3600):
-    """tests.server.queue_stream with request headers (the owner token) on the join and the stream, as the
-    page's own requests carry its cookie: yields (kind, every output's value) per update."""
-    url = url.rstrip("/")
-    prefix = cfg.get("api_prefix", "/gradio_api")
-    dep = next(d for d in cfg["dependencies"] if d.get("api_name") == api_name)
-    session = secrets.token_hex(5)
-    httpx.post(f"{url}{prefix}/queue/join", timeout=30, headers=headers,
-               json={"data": data, "fn_index": dep["id"], "session_hash": session}).raise_for_status()
-    values = None
-    with httpx.stream("GET", f"{url}{prefix}/queue/data", params={"session_hash": session}, timeout=timeout,
-                      headers=headers) as s:
-        for line in s.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            msg = json.loads(line[5:])
-            kind = msg.get("msg")
-            if kind not in ("process_generating", "process_completed"):
-                continue
-            out = (msg.get("output") or {}).get("data")
-            if out is None:        # an error: no outputs
-                raise RuntimeError(f"the event failed: {str(msg.get('output'))[:200]}")
-            values = out if values is None or kind == "process_completed" else \
-                [apply_diff(v, d) for v, d in zip(values, out, strict=True)]
-            yield kind, values
-            if kind == "process_completed":
-                return
-
-
 def student(url: str, cfg: dict, seed: int, samples: int, out: dict, headers: dict | None = None) -> None:
     """One Start, as the page sends it, followed to the end: its states over time, and (once saved) the
     run's key, the final status line and the run picker's choices."""
@@ -119,7 +88,7 @@ def student(url: str, cfg: dict, seed: int, samples: int, out: dict, headers: di
     rec = {"seed": seed, "start": t0, "updates": []}
     last = None
     try:
-        for _, last in owned_stream(url, "train", data, cfg, headers):
+        for _, _, last in queue_stream(url, "train", data, timeout=3600, config=cfg, headers=headers):
             state, attrs = state_of(last[0])
             now = time.perf_counter()
             if not rec["updates"] or rec["updates"][-1][1] != state or attrs.get("position") != \

@@ -148,11 +148,13 @@ def launched(app, keep_backend: bool = False):
         app.close(keep_backend)
 
 
-def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300, config: dict | None = None):
+def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 300, config: dict | None = None,
+                 headers: dict | None = None):
     """Call a streaming endpoint over Gradio's own protocol (queue/join, then the SSE stream), as the
     page does. Yields (bytes of the message on the wire, its kind, every output's value with Gradio's
     diffs applied) per update, up to and including process_completed. `config`: the app's /config, when
-    the caller already has it (as a page that is loaded)."""
+    the caller already has it (as a page that is loaded); `headers`: sent with the join and the stream
+    (an owner token, X-Mnist-Owner, as the page's requests carry its cookie)."""
     import httpx
     from gradio_client.utils import apply_diff
 
@@ -161,10 +163,11 @@ def queue_stream(url: str, api_name: str, data: list, timeout: float | None = 30
     prefix = cfg.get("api_prefix", "/gradio_api")
     dep = next(d for d in cfg["dependencies"] if d.get("api_name") == api_name)
     session = uuid.uuid4().hex[:10]
-    httpx.post(f"{url}{prefix}/queue/join", timeout=30,
+    httpx.post(f"{url}{prefix}/queue/join", timeout=30, headers=headers,
                json={"data": data, "fn_index": dep["id"], "session_hash": session}).raise_for_status()
     values = None
-    with httpx.stream("GET", f"{url}{prefix}/queue/data", params={"session_hash": session}, timeout=timeout) as s:
+    with httpx.stream("GET", f"{url}{prefix}/queue/data", params={"session_hash": session}, timeout=timeout,
+                      headers=headers) as s:
         for line in s.iter_lines():
             if not line.startswith("data:"):
                 continue
