@@ -10,6 +10,7 @@ routes from them.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,8 +73,9 @@ class Services:
     default_key: str | None     # the model a new visitor starts with (the shipped one when present)
 
     def close(self) -> None:
-        """Stops every training job and ends the backend's worker processes."""
+        """Stops every training job, ends the backend's worker processes, removes the download copies."""
         self.training.close()
+        shutil.rmtree(self.registry.downloads, ignore_errors=True)
 
 
 def default_model(registry: ModelRegistry) -> str | None:
