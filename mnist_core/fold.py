@@ -54,6 +54,16 @@ def fold(model: Net) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def pooled_affine(model: Net) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) per channel, float64: the model's pooled features (the last layer's input, with the BatchNorm
+    that folds into that layer) are a * the folded network's (its last-but-one layer's output) + b. The
+    page maps its own features with these to search the server's look-alike index (insight.py)."""
+    last = LAYERS[-1]
+    if last.folds is None:
+        return np.ones(last.cin), np.zeros(last.cin)
+    return _bn_affine(_first(getattr(model, last.folds), nn.BatchNorm2d))
+
+
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Valid (unpadded) convolution of x [cin, h, w] with w [cout, cin, k, k] plus bias."""
     cout, cin, k, _ = w.shape

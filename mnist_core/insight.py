@@ -7,7 +7,9 @@ Pure logic, no UI: arrays and small dataclasses in, arrays and small dataclasses
   chosen by measurement: benchmarks/explain_latency.py), integrated gradients, gradient x input and
   the plain gradient, all on the log-probability of the class, black (MNIST's background) as baseline.
 - FeatureIndex: the network's own 16-d pooled features (after the global average pool, before the
-  last 1x1 conv) of every training image, searched with one matrix product (cosine similarity).
+  last 1x1 conv) of every training image, quantised to int8 with a per-dimension scale (quantise(): the
+  page gets the same codes, mnist_web/lookalike_routes.py, and finds the same neighbours), searched with
+  one matrix product (cosine similarity).
 - find_mistakes(): every test digit the model gets wrong, with what it said and how sure it was.
 - InsightService: holds MNIST and builds each model's features and mistakes once, as parts of the
   model (parts.py: kept by the model store under its bounds, or weakly per Predictor); thread-safe.
@@ -39,6 +41,7 @@ OCCLUSION_PATCH = 4    # px; a stroke is ~2-3 px wide at MNIST scale
 OCCLUSION_STRIDE = 2   # px between squares
 SORT_ORDERS = ("most confident first", "least confident first", "by true digit")
 LOOKALIKES = 8
+QUANT_LEVELS = 127     # int8 codes -127..127 per feature dimension
 
 
 class InsightError(ValueError):
@@ -238,16 +241,31 @@ class LookAlike:
     image: np.ndarray     # uint8 28x28, as stored
 
 
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def quantise(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, D] features -> (int8 codes [N, D], float32 scale [D]): codes * scale is the features to within
+    half a step; each dimension's step is its largest |value| / QUANT_LEVELS."""
+    f = features.float()
+    scale = (f.abs().amax(0) / QUANT_LEVELS if len(f) else torch.ones(f.shape[1])).clamp_min(1e-12)
+    return torch.round(f / scale).clamp(-QUANT_LEVELS, QUANT_LEVELS).to(torch.int8), scale
+
+
 class FeatureIndex:
-    """Pooled features of a set of images (unit length, float32 [N, 16]) and the images themselves.
+    """Pooled features of a set of images and the images themselves. The features are kept quantised
+    (codes int8 [N, 16], scale float32 [16]: what the page gets) and searched as the unit-length rows of
+    codes * scale (float32 [N, 16]), so the server and the page rank the same vectors.
 
     search() is one [M, 16] x [16, N] matrix product plus a top-k: cosine similarity (measured as
-    good as L2 on this network, benchmarks/explain_latency.py).
+    good as L2 on this network, benchmarks/explain_latency.py; the quantisation's effect on the nearest 8:
+    benchmarks/RESULTS.md, section 17).
     """
 
     def __init__(self, features: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, seconds: float = 0.0):
-        f = features.float()
-        self.features = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.codes, self.scale = quantise(_unit(features.float()))
+        self.features = _unit(self.codes.float() * self.scale)
         self.images, self.labels, self.seconds = images, labels, seconds
 
     def __len__(self) -> int:
@@ -256,7 +274,8 @@ class FeatureIndex:
     @property
     def nbytes(self) -> int:
         """Memory held by the index itself (the images are shared with the data set)."""
-        return self.features.element_size() * self.features.nelement()
+        return (self.features.element_size() * self.features.nelement() + self.codes.nelement()
+                + 4 * self.scale.nelement())
 
     @classmethod
     @torch.inference_mode()

@@ -7,11 +7,12 @@ Modules, by what they hold:
     serving           the command line, the App (page + services + routes, put together by assemble),
                       launch() with the app's CSS, routes and bounds
     routes            the plain HTTP routes beside Gradio's: /mnist/weights, /mnist/unit,
-                      /mnist/activations, /queue_status
+                      /mnist/activations, /mnist/lookalikes, /mnist/digits, /queue_status
     tabs/             one module per tab (draw, network, inspect, train), each one function that builds
                       its components and wires their events; panels: the evidence + look-alikes panel
     handlers          what each event of the Draw, Inspect and Train tabs does (plain functions, generators)
     network           the network view's server side: /activations, /unit and their plain routes
+    lookalike_routes  GET /mnist/lookalikes (a model's quantised look-alike index) and /mnist/digits
     weights           GET /mnist/weights: the chosen model's folded weights for the page's own network
     queue_status      GET /queue_status: the training queue as JSON
     components        the app's Gradio components (stroke canvas, network view, train view, queue line,

@@ -6,7 +6,8 @@
 - network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
 - train_view: the Train tab's view of a run as it trains (web/trainview.*).
 - queue_line: the Train tab's line on the training queue, refreshed by the page (web/queue_line.js).
-- LIVE_EVENT_JS, CHOOSE_MODEL_JS, SHOW_WHY_JS: the JavaScript of event listeners that run in the page (fn=None).
+- LIVE_EVENT_JS, CHOOSE_MODEL_JS, SHOW_WHY_JS, EXPLAIN_EVENT_JS: the JavaScript of event listeners that run
+  in the page (fn=None).
 
 The components share state only through window.MnistApp, declared in web/kit.js (the toolkit each one
 loads through its `head`, once per page; mnist_web/assets.py).
@@ -21,7 +22,7 @@ from pydantic import Field
 from mnist_core.arch import view_table
 from mnist_core.preprocess import MAX_LAYERS, PreprocessError, check_image_file
 
-from .assets import KIT_HEAD, NET_HEAD, web_file
+from .assets import KIT_HEAD, SKETCH_HEAD, web_file
 
 
 class BoundedEditorData(EditorData):
@@ -83,9 +84,10 @@ def sketch_canvas(model: str | None = None, **kw) -> gr.HTML:
     """The Draw tab's stroke canvas: a gr.HTML custom component whose value is the strokes as JSON and
     whose `model` prop is the chosen model's registry key (the page fetches that model's folded weights
     and computes the live label itself). Front end: web/sketch.html, sketch.css, sketch.js as its
-    js_on_load, with the toolkit (kit.js) and the page's network (mnistnet.js) in its head; no JS build."""
+    js_on_load, with the toolkit (kit.js), the page's network (mnistnet.js) and "Show why" in the page
+    (explain.js) in its head; no JS build."""
     return gr.HTML(value="", html_template=web_file("sketch.html"), css_template=web_file("sketch.css"),
-                   js_on_load=web_file("sketch.js"), head=NET_HEAD, apply_default_css=False,
+                   js_on_load=web_file("sketch.js"), head=SKETCH_HEAD, apply_default_css=False,
                    model=model or "", **kw)
 
 
@@ -116,3 +118,4 @@ def queue_line(value: str, **kw) -> gr.HTML:
 LIVE_EVENT_JS = web_file("live_event.js")     # the canvas's `change` listener, run in the page
 CHOOSE_MODEL_JS = web_file("choose_model.js")   # tells the page which model to load
 SHOW_WHY_JS = web_file("show_why.js")     # tells the canvas whether pen-up asks for an explanation
+EXPLAIN_EVENT_JS = web_file("explain_event.js")   # the canvas's `submit` listener: "Show why" in the page

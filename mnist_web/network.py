@@ -104,7 +104,7 @@ class NetworkHandlers:
 
 def flat_maps(body: dict) -> dict:
     """/activations' answer for the page: every stage as one flat list (channel-major), 5 significant
-    digits (~120 KB of JSON for all nine stages)."""
+    digits (~110 KB of JSON for all nine stages; maps_json writes the same as ~93 KB of text)."""
     if "stages" not in body:
         return body
     return {**{k: v for k, v in body.items() if k not in ("stages", "image")},

@@ -25,16 +25,19 @@ def test_each_kit_helper_is_defined_once_in_the_kit():
 
 
 def test_the_components_share_one_declared_object_and_no_other_global():
+    # The one shared object, MnistApp, and two libraries with no state of any component's: the page's
+    # network (MnistNet) and the page's explanation (MnistExplain, the twin of /explain_strokes)
     assigned = {f: sorted(set(re.findall(r"window\.(\w+)\s*=(?!=)", text))) for f, text in JS.items()}
     assert {f: names for f, names in assigned.items() if names} == {"kit.js": ["MnistApp"],
-                                                                   "mnistnet.js": ["MnistNet"]}
+                                                                   "mnistnet.js": ["MnistNet"],
+                                                                   "explain.js": ["MnistExplain"]}
     assert not [f for f, text in JS.items() if "MnistLive" in text or "MnistNetwork" in text]
     # every field and event the components use is listed in the kit's opening comment
     doc = JS["kit.js"].split("(() =>")[0]
     for field in ("net", "key", "model", "pending", "failures", "live", "last", "network"):
         assert re.search(rf"//\s+{field}\s", doc), field
     used = {e for text in JS.values() for e in re.findall(r"\.(?:on|emit)\('(\w+)'", text)}
-    assert used == {"choose", "result", "fallback", "settle"}
+    assert used == {"choose", "result", "fallback", "whyFallback", "settle"}
     assert all(f"'{e}'" in doc for e in used)
 
 

@@ -7,8 +7,11 @@ The canvas sets its value (the strokes) on every animation frame in which the dr
 (GET /mnist/weights, web/mnistnet.js), no request. Until those weights are there (or if they fail) the
 canvas fires `input` instead, at most every 100 ms and at pen-up: the server's answer, also the
 /classify_strokes API; always_last: while one update runs, only the newest waiting one follows. When
-the drawing settles (pen up, undo, clear) with "Show why" on, the canvas fires `release` -> the
-server's explanation, once per settled drawing.
+the drawing settles (pen up, undo, clear) with "Show why" on, the canvas fires `submit` -> the evidence
+map and the look-alikes computed in the page (web/explain.js, with the model's look-alike index from GET
+/mnist/lookalikes and the digits' pixels from GET /mnist/digits), no request to compute; until that index
+is there (or if the page's computation throws) `release` instead -> the server's explanation, once per
+settled drawing.
 """
 from __future__ import annotations
 
@@ -18,7 +21,15 @@ import gradio as gr
 
 from mnist_core.predict import Prediction
 
-from ..components import CHOOSE_MODEL_JS, LIVE_EVENT_JS, SHOW_WHY_JS, ApiSketchpad, Label, sketch_canvas
+from ..components import (
+    CHOOSE_MODEL_JS,
+    EXPLAIN_EVENT_JS,
+    LIVE_EVENT_JS,
+    SHOW_WHY_JS,
+    ApiSketchpad,
+    Label,
+    sketch_canvas,
+)
 from ..services import Services
 from ..views import EMPTY_MESSAGE, prediction_html
 from .network import network_panel
@@ -82,6 +93,8 @@ def _wire_canvas(services: Services, t: DrawTab, model_key: gr.State) -> None:
     t.pad.input(draw.classify_strokes, [t.pad, model_key], shown, api_name="classify_strokes",
                 trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                 concurrency_id="classify")   # the server's answer: the API, and the page's fallback
+    t.pad.submit(None, [t.pad, *t.why], t.why, js=EXPLAIN_EVENT_JS, show_progress="hidden",
+                 api_visibility="private", trigger_mode="multiple")   # "Show why" in the page: no request
     t.pad.release(draw.explain_strokes, [t.pad, model_key, t.show_why], t.why, api_name="explain_strokes",
                   trigger_mode="always_last", show_progress="hidden", concurrency_limit=CLASSIFY_CONCURRENCY,
                   concurrency_id="explain")

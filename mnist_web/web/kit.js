@@ -12,12 +12,14 @@
 //   live      where the live label comes from: 'server' | 'loading' | 'page'            [canvas]
 //   last      the page's latest prediction (MnistNet.predict's result), or null         [live_event.js]
 //   showWhy   whether "Show why" is on: pen-up asks for an explanation                 [show_why.js]
+//             (computed in the page by web/explain.js, window.MnistExplain, when it can)
 //   network   the network view's counters for tests and benchmarks:
 //             {updates, renderMs, shown, selected, visible, select(stage, channel)}     [network.js]
 // Events, MnistApp.on(type, fn) / MnistApp.emit(type, detail):
 //   'choose'    key          a model was picked or taken: the canvas loads its weights   [choose_model.js]
 //   'result'    prediction   the page computed a label: the network view redraws         [live_event.js]
 //   'fallback'  -            the page's computation threw: the server answers from now   [live_event.js]
+//   'whyFallback' -          the page could not explain: the canvas asks the server     [explain_event.js]
 //   'settle'    {value, model}  the drawing settled (pen up, undo, clear) while the server answers:
 //                            the network view asks the server for the maps              [sketch.js]
 // Toolkit: el (one DOM element), mapCanvas (a pixel-crisp canvas), the colour maps (signedColour,

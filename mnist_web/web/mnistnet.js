@@ -135,35 +135,48 @@
 
   // Valid convolution: x [cin][h][w] (flat) -> [cout][h-k+1][w-k+1] plus bias.
   function conv(x, cin, h, w, L) {
-    const { cout, k } = L, oh = h - k + 1, ow = w - k + 1, out = new Float64Array(cout * oh * ow);
+    const oh = h - L.k + 1, ow = w - L.k + 1, out = new Float64Array(L.cout * oh * ow);
+    convInto(out, x, cin, h, w, L, 0, oh, 0, ow);
+    return { x: out, h: oh, w: ow };
+  }
+
+  // The convolution's output rows y0..y1-1, columns x0..x1-1 only, into out [cout][h-k+1][w-k+1]: the
+  // same sums in the same order as the whole map (web/explain.js recomputes an occluded patch's reach).
+  function convInto(out, x, cin, h, w, L, y0, y1, x0, x1) {
+    const { cout, k } = L, oh = h - k + 1, ow = w - k + 1;
     for (let o = 0; o < cout; o++) {
       const plane = o * oh * ow;
-      out.fill(L.b[o], plane, plane + oh * ow);
+      for (let y = y0; y < y1; y++) out.fill(L.b[o], plane + y * ow + x0, plane + y * ow + x1);
       for (let c = 0; c < cin; c++) {
         const src = c * h * w;
         for (let dy = 0; dy < k; dy++) {
           for (let dx = 0; dx < k; dx++) {
             const wt = L.w[((o * cin + c) * k + dy) * k + dx];
             if (wt === 0) continue;
-            for (let y = 0; y < oh; y++) {
+            for (let y = y0; y < y1; y++) {
               const row = src + (y + dy) * w + dx, dst = plane + y * ow;
-              for (let xx = 0; xx < ow; xx++) out[dst + xx] += wt * x[row + xx];
+              for (let xx = x0; xx < x1; xx++) out[dst + xx] += wt * x[row + xx];
             }
           }
         }
       }
     }
-    return { x: out, h: oh, w: ow };
   }
 
   // 28x28 image in [0, 1] -> {logprobs, probs, stages: [{name, channels, h, w, data}]}, one per layer; a
-  // pooled layer also keeps its maps before the pool as .pre = {h, w, data} (the network view shows conv6's)
-  function forward(net, image) {
-    let x = new Float64Array(FIELD * FIELD), h = FIELD, w = FIELD, c = 1;
-    for (let i = 0; i < x.length; i++) x[i] = (image[i] - net.mean) / net.std;
+  // pooled layer also keeps its maps before the pool as .pre = {h, w, data} (the network view shows conv6's).
+  // start = {layer, x, c, h, w}: go on from the input x of that layer instead (the stages before it are
+  // not in the result); web/explain.js computes the first layers of an occluded image itself.
+  function forward(net, image, start = null) {
+    let x, h = FIELD, w = FIELD, c = 1;
+    if (start) ({ x, h, w, c } = start);
+    else {
+      x = new Float64Array(FIELD * FIELD);
+      for (let i = 0; i < x.length; i++) x[i] = (image[i] - net.mean) / net.std;
+    }
     const stages = [];
     let pre = null;
-    for (const L of net.layers) {
+    for (const L of net.layers.slice(start ? start.layer : 0)) {
       ({ x, h, w } = conv(x, c, h, w, L));
       c = L.cout;
       if (L.relu) for (let i = 0; i < x.length; i++) if (x[i] < 0) x[i] = 0;
@@ -204,5 +217,5 @@
              unsure: confidence < net.unsureBelow };
   }
 
-  window.MnistNet = { nearest, prepareStrokes, loadNet, forward, predict };
+  window.MnistNet = { nearest, prepareStrokes, loadNet, conv, convInto, forward, predict };
 })();

@@ -9,8 +9,10 @@
 // whose listener is JavaScript only (web/live_event.js): label, bars and 28x28 view, no request.
 // Until the weights have arrived, or if they are refused or the computation throws, the server
 // answers instead, as before: `input` (at most every 100 ms while drawing, and at pen-up) runs
-// /classify_strokes. When the drawing settles (pen up, undo, clear) and "Show why" is on, `release`
-// asks the server for the explanation, once per settled drawing.
+// /classify_strokes. When the drawing settles (pen up, undo, clear) and "Show why" is on, the page
+// explains it too: `submit` (web/explain_event.js, no request) once the model's look-alike index is here
+// (web/explain.js, fetched while "Show why" is on); until then, or if that fails, `release` asks the
+// server (/explain_strokes), once per settled drawing.
 // Coordinates are in a fixed logical square (SIDE units) whatever size the canvas is shown at, so
 // the brush keeps its size relative to the square.
 const SIDE = 320;          // logical units of the square
@@ -65,6 +67,7 @@ async function loadModel(key) {
     app.pending = null;
     app.net = net; app.key = key; app.failures = 0;
     setMode('page');
+    if (app.showWhy !== false && window.MnistExplain) window.MnistExplain.load(key);   // "Show why" in the page
     if (strokes.length || current) trigger('change');   // re-label the drawing with the new model at once
   } catch (err) {
     if (app.pending !== key) return;
@@ -79,6 +82,7 @@ app.on('fallback', () => {     // the listener could not compute: the server ans
   app.net = null; app.failures += 1; setMode('server'); trigger('input');
 });
 app.on('choose', key => loadModel(key));
+app.on('whyFallback', () => setTimeout(() => trigger('release'), 0));   // the page could not explain: the server does
 watch('model', () => loadModel(props.model));
 loadModel(props.model);
 
@@ -149,11 +153,16 @@ function schedule() {
 }
 
 // After props.value is set (Gradio has the new value), tell the app the drawing is settled: the
-// explanation, when "Show why" is on (none is asked for when it is off); without the page's network,
-// the network view asks the server for the maps too.
+// explanation, when "Show why" is on (none is asked for when it is off), computed in the page when it
+// can (`submit`), else by the server (`release`); without the page's network, the network view asks the
+// server for the maps too.
 function settled() {
   if (!app.net) setTimeout(() => app.emit('settle', { value: props.value, model: app.model }), 0);   // the network view
+  const why = window.MnistExplain;
+  if (why) why.cancel();                   // an explanation of the drawing before stops
   if (app.showWhy === false) return;
+  if (app.net && why && why.ready(app.key)) { setTimeout(() => trigger('submit'), 0); return; }
+  if (app.net && why) why.load(app.key);   // the next pen-up, in the page
   setTimeout(() => trigger('release'), 0);
 }
 

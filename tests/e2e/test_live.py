@@ -184,7 +184,8 @@ def test_drawing_sends_no_request_and_the_label_follows_the_pen(app):
         assert [u for t, u in requests if t_down <= t <= t_up] == []        # the pen moved: nothing asked
         assert labels_before_up >= 1                                       # it read the 7 before the pen lifted
         assert source(pg) == "page" and pg.locator("#view .bar-row").count() == 10
-        # the explanation still comes from the server once the drawing settles
+        # the explanation follows once the drawing settles (the page's, or the server's before the
+        # look-alike index has arrived: tests/e2e/test_explain_page.py)
         pg.wait_for_function("() => document.querySelector('#saliency img, #saliency canvas, #saliency svg')",
                              timeout=30_000)
     finally:
