@@ -5,7 +5,8 @@ to somebody else's.
 - The folder keeps at most `max_runs` runs and `max_bytes` bytes in all: past that, the oldest run of
   the owner who has the most runs goes first (ties: the owner whose oldest run is older), never
   anyone's only run, never the run just saved.
-Runs saved before owners existed have owner None and count as one owner, the host's.
+Runs saved before owners existed have owner None and count as one owner, the host's. The runs come as
+store.RunFile (ModelStore.sizes(): the listing whose owners the store already read and caches).
 """
 from __future__ import annotations
 
@@ -13,18 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .runs import run_files
+from .store import RunFile
 
 HOST = None   # the owner of runs with no recorded owner
-
-
-@dataclass(frozen=True)
-class RunFile:
-    name: str
-    owner: str | None
-    mtime: float
-    size: int
 
 
 @dataclass(frozen=True)
@@ -68,30 +60,6 @@ def _server_overflow(runs, max_runs, max_bytes, keep) -> list[Removal]:
 def _oldest(runs: list[RunFile], keep: frozenset[str]) -> RunFile | None:
     return next((r for r in runs if r.name not in keep), None)
 
-
-_owners: dict[tuple[str, int, int], str | None] = {}   # (path, size, mtime_ns) -> owner: each file read once
-
-
-def list_runs(runs_dir: Path) -> list[RunFile]:
-    """The runs folder's checkpoints with their owners (a file that vanishes meanwhile is left out; one
-    that cannot be read counts as the host's)."""
-    out, seen = [], set()
-    for path in run_files(runs_dir):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        stamp = (str(path), st.st_size, st.st_mtime_ns)
-        seen.add(stamp)
-        if stamp not in _owners:
-            try:
-                _owners[stamp] = load_checkpoint(path).get("owner") or HOST
-            except (CheckpointError, OSError):
-                _owners[stamp] = HOST
-        out.append(RunFile(path.name, _owners[stamp], st.st_mtime_ns / 1e9, st.st_size))
-    for stamp in [k for k in _owners if k[0].startswith(str(runs_dir)) and k not in seen]:
-        _owners.pop(stamp, None)   # files gone: forget them
-    return out
 
 
 def remove(runs_dir: Path, removals: list[Removal]) -> list[Removal]:

@@ -102,16 +102,6 @@ class NetworkHandlers:
         return out
 
 
-def flat_maps(body: dict) -> dict:
-    """/activations' answer for the page: every stage as one flat list (channel-major), 5 significant
-    digits (~110 KB of JSON for all nine stages; maps_json writes the same as ~93 KB of text)."""
-    if "stages" not in body:
-        return body
-    return {**{k: v for k, v in body.items() if k not in ("stages", "image")},
-            "stages": {k: [float(f"{x:.5g}") for x in np.asarray(v, np.float32).ravel()]
-                       for k, v in body["stages"].items()}}
-
-
 ACTIVATIONS_USAGE = 'send JSON: {"strokes": "<the canvas JSON>", "key": "<model key>"}'
 
 
@@ -126,8 +116,9 @@ def activations_query(raw: bytes) -> tuple[object, object]:
 
 
 def maps_json(body: dict) -> str:
-    """flat_maps(body) as JSON text, written directly (the same numbers: 5 significant digits): half the
-    time of formatting floats and then rendering them again, time a flood of requests holds the GIL for."""
+    """/activations' answer for the page as JSON text: every stage as one flat list (channel-major), 5
+    significant digits (~93 KB for all nine stages), written directly rather than formatting floats and
+    then rendering them again: half the time, which a flood of requests holds the GIL for."""
     if "stages" not in body:
         return json.dumps(body)
     rest = json.dumps({k: v for k, v in body.items() if k not in ("stages", "image")})

@@ -95,7 +95,7 @@ def build_services(options: AppOptions) -> Services:
     training = TrainingService(runs_dir, data_dir=options.data_dir, download=options.download, backend=backend,
                                max_waiting=options.train_queue, budget=budget,
                                per_address=options.jobs_per_address)
-    training.runner.on_removed = registry.forget   # pruned runs: the store drops all it holds of them
+    training.runner.store = registry   # pruning lists the runs through it and it forgets what pruned runs held
     runs = RunStore(registry)   # the same store, seen as the run catalog
     insight = InsightService(options.data_dir, parts=registry)   # MNIST read once; features, mistakes: the store's
     return Services(options=options, registry=registry, runs=runs, insight=insight, training=training,

@@ -19,7 +19,8 @@ from pathlib import Path
 from mnist_core.checkpoint import save_checkpoint
 from mnist_core.config import TrainingBudget
 from mnist_core.jobs import Batch, End, Epoch, Error, Loaded, Look, as_event, checkpoint_from_bytes, one_line
-from mnist_core.pruning import Removal, list_runs, plan, remove
+from mnist_core.pruning import Removal, plan, remove
+from mnist_core.store import ModelStore
 from mnist_core.text import plural
 
 from .owners import record_of
@@ -65,7 +66,8 @@ class Runner:
         self.backend, self.runs_dir, self.budget = backend, Path(runs_dir), budget
         self.data_dir, self.download, self.on_eval = data_dir, download, on_eval
         self._save_lock = threading.Lock()   # two runs ending in the same second get different names
-        self.on_removed: Callable[[list[str]], None] = lambda names: None   # runs pruned (the model store forgets)
+        self.store = ModelStore(self.runs_dir / ".none", self.runs_dir)   # the runs and their owners, for pruning;
+        # the app's own store once services.py hands it over (it also forgets what the pruned runs held)
         self._notices: dict[str | None, list[str]] = {}   # owner -> what the server's bound removed of theirs
 
     def spec(self, job: Job) -> dict:
@@ -138,7 +140,7 @@ class Runner:
         """The runs folder back within its bounds (mnist_core/pruning.py); owners whose runs the server's
         bound removed are told on their next look at the Train tab (notices())."""
         b = self.budget
-        gone = remove(self.runs_dir, plan(list_runs(self.runs_dir), owner, b.keep_runs, b.max_runs,
+        gone = remove(self.runs_dir, plan(self.store.sizes(), owner, b.keep_runs, b.max_runs,
                                           b.max_run_bytes, keep=frozenset({saved})))
         for r in gone:
             if r.why == "server" and r.run.owner != owner:
@@ -146,7 +148,7 @@ class Runner:
                     f"Your run {r.run.name} was removed: the server keeps at most {b.max_runs} runs, and yours "
                     f"were among the most.")
         if gone:
-            self.on_removed([r.run.name for r in gone])
+            self.store.forget([r.run.name for r in gone])
         return gone
 
     def notices(self, owner: str | None) -> list[str]:

@@ -11,7 +11,8 @@ import pytest
 
 from mnist_core.checkpoint import load_checkpoint, save_checkpoint
 from mnist_core.config import ConfigError, TrainConfig, TrainingBudget
-from mnist_core.pruning import RunFile, plan
+from mnist_core.pruning import plan
+from mnist_core.store import RunFile
 from mnist_web import training_service
 from mnist_web.backends import ThreadBackend
 from mnist_web.handlers import owned_choices
@@ -55,7 +56,7 @@ def test_the_forwarded_address_counts_only_from_a_trusted_proxy():
 
 # ------------------------------------------------------------------ pruning
 def run(name, owner, t, size=100):
-    return RunFile(name, owner, float(t), size)
+    return RunFile(f"runs/{name}", name, owner, float(t), size)
 
 
 def test_an_owner_keeps_their_newest_and_nobody_elses_go():

@@ -3,6 +3,7 @@ benchmark and the screenshots of the README and docs/. Coordinates of strokes ar
 drawing square."""
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import socket
@@ -37,6 +38,23 @@ def playwright_or_skip():
 
 def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+@contextlib.contextmanager
+def served_with_browser(app):
+    """An app of demo.build_app served as demo.launch serves it (tests.server.launched) and Chromium
+    started: yields (its URL, the browser); both closed after. Call playwright_or_skip() first, before
+    building the app."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.server import launched
+
+    with launched(app) as url, sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            yield url, browser
+        finally:
+            browser.close()
 
 
 def circle(cx, cy, rx, ry, n=24):

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import launch_browser, open_page, playwright_or_skip, set_number, wait_state
-from tests.server import launched
+from tests.e2e.browser import open_page, playwright_or_skip, served_with_browser, set_number, wait_state
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
-    sync_playwright = playwright_or_skip()
+    playwright_or_skip()
     import demo
     from mnist_web.backends import LocalBackend
 
     runs = tmp_path_factory.mktemp("runs")
     app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
                          train_backend=LocalBackend(1, 1))
-    with launched(app) as url, sync_playwright() as p:
-        browser = launch_browser(p)
-        try:
-            yield {"url": url, "runs": runs, "browser": browser}
-        finally:
-            browser.close()
+    with served_with_browser(app) as (url, browser):
+        yield {"url": url, "runs": runs, "browser": browser}
 
 
 def token(pg) -> str:

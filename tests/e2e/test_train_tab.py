@@ -18,15 +18,14 @@ import pytest
 from tests.conftest import need
 from tests.e2e.browser import (
     ARTIFACTS,
-    launch_browser,
     open_page,
     playwright_or_skip,
     quiet,
+    served_with_browser,
     set_number,
     train_state,
     wait_state,
 )
-from tests.server import launched
 
 # Records, on every change of the loss chart, (train points, test points, table rows, series count).
 RECORDER_JS = """() => {
@@ -47,7 +46,7 @@ RECORDER_JS = """() => {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
-    sync_playwright = playwright_or_skip()
+    playwright_or_skip()
     import demo
 
     runs = tmp_path_factory.mktemp("runs")
@@ -57,16 +56,12 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
                             train_backend=LocalBackend(1, 1))
     ARTIFACTS.mkdir(exist_ok=True)
-    with launched(app) as url, sync_playwright() as p:
-        browser = launch_browser(p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-            page.goto(url)
-            page.get_by_role("tab", name="Train").click()
-            page.wait_for_selector("#start")
-            yield {"page": page, "runs": runs, "browser": browser, "url": url}
-        finally:
-            browser.close()
+    with served_with_browser(app) as (url, browser):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_selector("#start")
+        yield {"page": page, "runs": runs, "browser": browser, "url": url}
 
 
 def run(pg, epochs, lr, timeout=180_000) -> str:
