@@ -16,8 +16,6 @@ from pathlib import Path
 
 from .store import RunFile
 
-HOST = None   # the owner of runs with no recorded owner
-
 
 @dataclass(frozen=True)
 class Removal:
