@@ -57,7 +57,8 @@ def layout(services: Services) -> gr.Blocks:
 def build_app(checkpoint: Path = SHIPPED_CHECKPOINT, runs_dir: Path = RUNS_DIR, data_dir: str | None = None,
               download: bool = True, **options) -> App:
     """The app for these options (the rest by name: mnist_web.services.AppOptions), ready for launch()."""
-    return assemble(AppOptions(Path(checkpoint), Path(runs_dir), data_dir, download, **options), layout)
+    return assemble(AppOptions(checkpoint=Path(checkpoint), runs_dir=Path(runs_dir), data_dir=data_dir,
+                               download=download, **options), layout)
 
 
 def main(argv: list[str] | None = None) -> None:

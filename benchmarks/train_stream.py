@@ -24,7 +24,7 @@ cfg = httpx.get(f"{url}/config").json()
 dep = next(d for d in cfg["dependencies"] if d.get("api_name") == "train")
 names = {c["id"]: c.get("props", {}).get("elem_id") for c in cfg["components"]}
 out_names = [names.get(i) or str(i) for i in dep["outputs"]]
-data = [epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.0, 1, samples, "cpu", None, []][:len(dep["inputs"])]
+data = [epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.0, 1, samples, "cpu", None, [], 0.0][:len(dep["inputs"])]
 sizes, values, first_row_points, t0 = [], None, None, time.time()
 updates_before_row, point_times = 0, []
 for size, _kind, values in queue_stream(url, "train", data, timeout=None):

@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--samples", type=int, default=60_000)
     a = p.parse_args()
-    values = [a.epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.05, 1, a.samples, "cpu", None, []]
+    values = [a.epochs, 0.02, 0.9, 64, 6, 0.1, 7.0, 0.05, 1, a.samples, "cpu", None, [], 0.0]
     sizes, last = [], None
     with serve(demo.build_app(demo.SHIPPED_CHECKPOINT, Path(tempfile.mkdtemp()), data_dir=a.data_dir,
                               download=False)) as url:

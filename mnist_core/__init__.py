@@ -20,7 +20,7 @@ Modules, by what they hold:
     preprocess  turning a drawing into an MNIST-like 28x28 image (pure functions)
     raster      the page's rasteriser twin: strokes -> the network's 28x28 input
     predict     Predictor: a loaded model + preprocessing = probabilities
-    store       one place for models: the shipped one and the runs, listing, bounded caches of what is
+    store       one place for models: the shipped two and the runs, listing, bounded caches of what is
                 derived from each (LRU by count and bytes), owner-checked delete, download copies
     parts       what is derived from a model (features, mistakes, unit index, weights body), built once
                 by one capped background worker
@@ -29,7 +29,13 @@ Modules, by what they hold:
     pruning     which saved runs go when the folder is over its bounds: per owner, then the server's
     insight     why it said that: saliency, look-alike training digits, the model's mistakes
     units       the network view's data: each stage's maps, what each unit looks for (its top digits)
-    jobs        a training job as events, run by a worker (a local process or a Ray task)
+    jobs        a training or teach job as events, run by a worker (a local process or a Ray task)
+    redraw      MNIST re-drawn as canvas strokes: tracing, drawing styles, the cached twins and the drawn
+                test set
+    novelty     "not a digit": Mahalanobis distance to the nearest class in the network's layer means,
+                calibrated on drawn digits, stored in the checkpoint
+    teach       fine-tuning a model on a user's own drawings (mixed with MNIST, held-aside report)
+    digitset    a user's drawings as an MNIST-format zip (and back), validated
     watch       snapshots of a run as it trains (filters, guesses on fixed digits)
     text        tiny wording helpers
     cli         `python -m mnist_core ...` (console script `mnist-core`)

@@ -1,4 +1,4 @@
-"""`python -m mnist_core {train,evaluate,predict,export}` (console script: `mnist-core`)."""
+"""`python -m mnist_core {train,evaluate,predict,export,finetune}` (console script: `mnist-core`)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from .data import ENV_VAR, DataError, ensure_mnist, load_mnist, read_split, reso
 from .export import ExportError
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_cnn.pt"
+CANVAS_CHECKPOINT = SHIPPED_CHECKPOINT.with_name("mnist_canvas.pt")   # the model trained for the canvas (--drawn 1)
 RUNS_DIR = SHIPPED_CHECKPOINT.parent / "runs"
 
 _HELP = {
@@ -26,6 +27,8 @@ _HELP = {
     "device": "auto (cuda if present), cpu or cuda", "eval_batch_size": "batch size for evaluation",
     "cuda_graphs": "on CUDA, train with CUDA graphs of 32 steps each (the fast path)",
     "channels_last": "on CPU, use the channels-last (NHWC) memory layout",
+    "drawn": "add this fraction of re-drawn twins (MNIST as the page's canvas draws it); 0.5 = the canvas model",
+    "drawn_variants": "style sets of the re-drawn twins, one per epoch in turn",
 }
 
 
@@ -64,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(e)
     e.add_argument("--json", action="store_true",
                    help="print a JSON object (with per-class accuracy and confusion matrix)")
+    e.add_argument("--drawn", action="store_true",
+                   help="also on the drawn test set: the 10,000 test digits re-drawn as the page's canvas draws them "
+                        "(traced once and cached in .cache/)")
+    e.add_argument("--store", action="store_true",
+                   help="with --drawn: write the drawn test metrics into the checkpoint (its weights stay as they are; "
+                        "the model picker shows them)")
 
     pr = sub.add_parser("predict", help="classify image files (PNG/JPEG drawings or MNIST-style digits)")
     pr.add_argument("images", nargs="+", help="image files")
@@ -74,7 +83,44 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint file (default: the shipped one)")
     x.add_argument("--out", default=None,
                    help="ONNX file to write (default: ./<checkpoint name>.onnx; written atomically)")
+    _finetune_args(sub)
     return parser
+
+
+_TEACH_HELP = {
+    "steps": "SGD steps", "lr": "SGD learning rate at the start (cosine decay to 0)", "momentum": "SGD momentum",
+    "batch": "images per step (yours and MNIST's)", "mnist_fraction": "share of MNIST digits in a batch",
+    "renders": "augmented renderings of your drawings, all together", "rotation": "random rotation, +/- degrees",
+    "slant": "+/- slant of a re-drawn drawing", "aspect": "+/- relative width", "scale": "+/- relative size",
+    "shift": "+/- move, fraction of the canvas", "freeze_bn": "keep BatchNorm's statistics (MNIST's)",
+    "distill": "weight of holding MNIST digits to the base model's answers",
+    "seed": "seed of the held-aside split, renders, batches and rotations",
+}
+
+
+def _finetune_args(sub) -> None:
+    from .teach import TeachConfig
+
+    f = sub.add_parser("finetune", help="teach a model your handwriting: fine-tune it on your drawings mixed "
+                                        "with MNIST", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f.add_argument("--drawings", required=True,
+                   help="your drawings: strokes.jsonl (one {strokes, label} a line) or the My digits zip")
+    f.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the model to teach")
+    f.add_argument("--out", default=None, help="checkpoint to write (default: checkpoints/runs/teach-<time>.pt; "
+                                               "written atomically)")
+    defaults = TeachConfig()
+    for fl in fields(TeachConfig):
+        default = getattr(defaults, fl.name)
+        flag = "--" + fl.name.replace("_", "-")
+        if isinstance(default, bool):
+            f.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_TEACH_HELP[fl.name])
+        elif not isinstance(default, tuple):
+            f.add_argument(flag, type=type(default), default=default, help=_TEACH_HELP[fl.name])
+    _data_args(f)
+    f.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (a teach is small: 1 is what its time target is measured on)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument("--json", action="store_true", help="print the report as a JSON object")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -95,9 +141,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         bar.update(done - bar.n)
         bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.2f}%")
 
-    trainer = Trainer(cfg, train, test, on_batch=None if a.quiet else on_batch)
-    print(f"training on {len(train) if cfg.max_train_samples is None else min(cfg.max_train_samples, len(train)):,} "
-          f"images, testing on {len(test):,}, device {trainer.device}", file=sys.stderr)
+    trainer = Trainer(cfg, train, test, on_batch=None if a.quiet else on_batch, progress_bars=not a.quiet)
+    twins = f" (of them {len(trainer.twins[0]):,} re-drawn)" if trainer.twins else ""
+    print(f"training on {len(trainer.train_batches.labels):,} images{twins}, testing on {len(test):,}, "
+          f"device {trainer.device}", file=sys.stderr)
     try:
         for r in trainer.run():
             if bar is not None:
@@ -130,6 +177,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     with torch.inference_mode():
         m = evaluate(model, TensorBatches(test.images, test.labels, TrainConfig().eval_batch_size, shuffle=False,
                                           mean=norm["mean"], std=norm["std"]))
+    if a.drawn:
+        _evaluate_drawn(a, ckpt, model, test)
     if a.json:
         print(json.dumps({"checkpoint": str(a.checkpoint), "test_loss": m["loss"], "test_accuracy": m["accuracy"],
                           "correct": m["correct"], "total": m["total"], "per_class_accuracy": m["per_class_accuracy"],
@@ -138,6 +187,24 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"{a.checkpoint}: test loss {m['loss']:.4f}, accuracy {m['accuracy']:.2f}% ({m['correct']}/{m['total']})")
         print("per class: " + "  ".join(f"{d}:{v:.1f}" for d, v in enumerate(m["per_class_accuracy"])))
     return 0
+
+
+def _evaluate_drawn(a: argparse.Namespace, ckpt: dict, model, test) -> None:
+    import torch
+
+    from .batches import TensorBatches
+    from .evaluate import evaluate
+    from .redraw import DRAWN_TEST_SEED, drawn
+
+    twin, _ = drawn(test, DRAWN_TEST_SEED, progress=not a.json, data_root=resolve_data_dir(a.data_dir))
+    norm = ckpt["normalization"]
+    with torch.inference_mode():
+        d = evaluate(model, TensorBatches(twin.images, twin.labels, TrainConfig().eval_batch_size, shuffle=False,
+                                          mean=norm["mean"], std=norm["std"]))
+    print(f"{a.checkpoint}: drawn test set accuracy {d['accuracy']:.2f}% ({d['correct']}/{d['total']})",
+          file=sys.stderr if a.json else sys.stdout)
+    if a.store:
+        save_checkpoint({**ckpt, "drawn_metrics": d}, a.checkpoint)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -174,10 +241,56 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .digitset import DigitSetError, from_upload
+    from .teach import TeachConfig, TeachError, finetune, split_held
+
+    try:
+        cfg = TeachConfig.from_dict({fl.name: getattr(a, fl.name) for fl in fields(TeachConfig)
+                                     if hasattr(a, fl.name)})
+        drawings = from_upload(a.drawings)
+        split_held(drawings, cfg.seed)          # too few: refused before anything is loaded
+    except (TeachError, DigitSetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(max(1, a.threads))
+    base = load_checkpoint(a.checkpoint)
+    out = Path(a.out) if a.out else RUNS_DIR / f"teach-{_dt.datetime.now():%Y%m%d-%H%M%S}.pt"
+    train, test = load_mnist(a.data_dir, download=not a.no_download)
+    bar = None if a.quiet else tqdm(total=cfg.steps, desc="teaching", unit="step", leave=False, dynamic_ncols=True)
+
+    def on_progress(done: int, total: int, loss: float, acc: float) -> None:
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.2f}%")
+
+    try:
+        ckpt, report = finetune(base, drawings, train, test, cfg, on_progress=None if bar is None else on_progress,
+                                base_name=Path(a.checkpoint).stem)
+    except TeachError as exc:                   # the base model's fault (its normalization, say)
+        bar is not None and bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar is not None and bar.close()
+    save_checkpoint(ckpt, out)
+    if a.json:
+        print(json.dumps({"checkpoint": str(out), **report}))
+    else:
+        print(f"taught {report['taught']} drawings, held {report['held']} aside, in {report['seconds']:.1f}s")
+        print(f"held-aside drawings: {report['held_before']:.1f}% -> {report['held_after']:.1f}% right")
+        print(f"MNIST test: {report['mnist_before']:.2f}% -> {report['mnist_after']:.2f}%")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+                    "finetune": cmd_finetune}
         return commands[a.command](a)
     except (ConfigError, DataError, CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,6 +5,8 @@ a Ray task on another one; both run `run_job` here, so a run gives the same per-
 it goes (CPU runs are deterministic for a seed and thread count). No app imports: only the ML library.
 
 spec: {"config": TrainConfig.to_dict(), "data_dir": str | None, "download": bool, "threads": int}
+A spec with "kind": "teach" is a teach (teach.py: fine-tune a model on a user's drawings; its spec in
+teach.teach_spec): run_job hands it to run_teach_job, which emits the same events (no Look).
 events, in order: small typed records of plain values (tuples with names, so they pickle across a pipe
 or Ray's object store; field 0 is the kind, filled in: Loaded(1200, 2, 4242) == ("loaded", 1200, 2, 4242)):
     Loaded(n_train, threads, pid)              MNIST read, training starts (in process pid)
@@ -30,6 +32,7 @@ import torch
 
 from .config import ConfigError, TrainConfig, train_samples
 from .data import DataError, load_mnist
+from .teach import TeachError, TeachStopped, finetune, split_held, teach_spec
 from .train import StopFlag, Trainer
 from .watch import Watcher, snapshot_every
 
@@ -169,6 +172,8 @@ def _data(data_dir: str | None, download: bool):
 
 def run_job(spec: dict, emit: Callable[[JobEvent], None], stop: StopFlag | None = None) -> None:
     """Train one run, reporting through emit(event); errors become one Error(reason) event."""
+    if spec.get("kind") == "teach":
+        return run_teach_job(spec, emit, stop)
     try:
         torch.set_num_threads(max(1, int(spec.get("threads") or 1)))
         cfg = TrainConfig.from_dict(spec["config"])
@@ -193,6 +198,30 @@ def run_job(spec: dict, emit: Callable[[JobEvent], None], stop: StopFlag | None 
             epoch = record.epoch + 1
         emit(End(trainer.stopped))
     except (DataError, ConfigError) as exc:
+        emit(Error(str(exc)))
+    except Exception as exc:   # reported to the app as one line, never raised into it
+        emit(Error(one_line(exc)))
+
+
+def run_teach_job(spec: dict, emit: Callable[[JobEvent], None], stop: StopFlag | None = None) -> None:
+    """One teach (spec: teach.teach_spec): Loaded(taught drawings, threads, pid), Batch(step, steps, loss,
+    accuracy) every teach.PROGRESS_EVERY steps, one Epoch(record, checkpoint) at the end (record: an
+    EpochMetrics record, epoch 1 of 1, plus the teach's report), End(stopped); or one Error(reason)."""
+    try:
+        torch.set_num_threads(max(1, int(spec.get("threads") or 1)))
+        base, drawings, cfg = teach_spec(spec)
+        taught, held = split_held(drawings, cfg.seed)
+        train, test = _data(spec.get("data_dir"), bool(spec.get("download", False)))
+        emit(Loaded(len(taught), torch.get_num_threads(), os.getpid()))
+        try:
+            ckpt, _ = finetune(base, taught, train, test, cfg, stop=stop, held=held, base_name=spec.get("base_name"),
+                               on_progress=lambda *a: emit(Batch(*a)))
+        except TeachStopped:
+            emit(End(True))
+            return
+        emit(Epoch(ckpt["history"][-1], checkpoint_bytes(ckpt)))
+        emit(End(False))
+    except (DataError, TeachError) as exc:
         emit(Error(str(exc)))
     except Exception as exc:   # reported to the app as one line, never raised into it
         emit(Error(one_line(exc)))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .checkpoint import describe, load_checkpoint, model_from_checkpoint
+from .novelty import Scorer, forward_with_features
 from .preprocess import normalize_image, prepare
 
 # Below this top probability the app says "not sure" instead of presenting the guess as certain.
@@ -33,6 +34,13 @@ class Prediction:
     image: np.ndarray | None           # the 28x28 [0, 1] image the network saw
     empty: bool
     reason: str = ""
+    novelty: float | None = None       # the "not a digit" score (novelty.py); None: the model has no stats
+    novelty_threshold: float | None = None   # the model's stored threshold for it
+
+    @property
+    def not_a_digit(self) -> bool:
+        """The drawing does not look like any digit the model knows (its score is over the threshold)."""
+        return not self.empty and self.novelty is not None and self.novelty > self.novelty_threshold
 
     @property
     def digit(self) -> int | None:
@@ -54,14 +62,16 @@ class Prediction:
 
     def as_dict(self) -> dict:
         return {"empty": self.empty, "reason": self.reason, "digit": self.digit,
-                "confidence": round(self.confidence, 6), "unsure": self.unsure,
+                "confidence": round(self.confidence, 6), "unsure": self.unsure, "not_a_digit": self.not_a_digit,
+                "novelty": None if self.novelty is None else round(self.novelty, 6),
                 "probabilities": None if self.empty else [round(float(p), 6) for p in self.probabilities]}
 
 
 class Predictor:
     def __init__(self, model: torch.nn.Module, normalization: dict, name: str = "", description: str = "",
-                 test_metrics: dict | None = None) -> None:
+                 test_metrics: dict | None = None, novelty: dict | None = None) -> None:
         self.model = model.eval()
+        self.novelty = Scorer.of(novelty)  # the "not a digit" stats (ckpt["novelty"]), None without usable ones
         self.test_metrics = test_metrics   # the checkpoint's stored evaluation (the Inspect tab's confusion matrix)
         self.mean, self.std = float(normalization["mean"]), float(normalization["std"])
         self.name = name
@@ -69,7 +79,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, name: str = "") -> Predictor:
-        return cls(model_from_checkpoint(ckpt), ckpt["normalization"], name, describe(ckpt), ckpt.get("test_metrics"))
+        return cls(model_from_checkpoint(ckpt), ckpt["normalization"], name, describe(ckpt), ckpt.get("test_metrics"),
+                   ckpt.get("novelty"))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Predictor:
@@ -89,5 +100,18 @@ class Predictor:
         if prepared.empty:
             return Prediction(None, None, True, prepared.reason)
         x = torch.from_numpy(normalize_image(prepared.image, self.mean, self.std))
-        probs = self.model(x)[0].exp().numpy()
-        return Prediction(probs, prepared.image, False)
+        if self.novelty is None:
+            return Prediction(self.model(x)[0].exp().numpy(), prepared.image, False)
+        logp, feats = forward_with_features(self.model, x)
+        score = float(self.novelty.score(feats.double().numpy())[0])
+        return Prediction(logp[0].exp().numpy(), prepared.image, False, novelty=score,
+                          novelty_threshold=self.novelty.threshold)
+
+    @torch.inference_mode()
+    def novelty_scores(self, images28: np.ndarray) -> np.ndarray | None:
+        """[N, 28, 28] images in [0, 1] -> [N] "not a digit" scores, or None when the model has no stats."""
+        if self.novelty is None:
+            return None
+        use_inference_threads()
+        x = torch.from_numpy(normalize_image(images28, self.mean, self.std))
+        return self.novelty.score(forward_with_features(self.model, x)[1].double().numpy())

@@ -3,8 +3,8 @@ ModelStore (get(key) -> the loaded Predictor, choices() every model labelled, pa
 shipped checkpoint's key. Kept so that older imports keep working."""
 from __future__ import annotations
 
-from .store import SHIPPED_KEY, ModelStore
+from .store import BUILTIN_KEYS, CANVAS_KEY, SHIPPED_KEY, ModelStore
 
 ModelRegistry = ModelStore
 
-__all__ = ["SHIPPED_KEY", "ModelRegistry", "ModelStore"]
+__all__ = ["BUILTIN_KEYS", "CANVAS_KEY", "SHIPPED_KEY", "ModelRegistry", "ModelStore"]

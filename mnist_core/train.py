@@ -18,6 +18,7 @@ from .data import Split
 from .evaluate import evaluate
 from .gpu_fast import FastLoop, on_side_stream
 from .model import Net
+from .redraw import DRAWN_TEST_SEED, drawn, with_drawn
 
 # How often (in batches) the progress callback fires. Reading the running loss forces a device
 # sync; every 10 batches keeps a progress bar smooth without slowing a GPU. (On the CUDA fast path it
@@ -117,15 +118,16 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train: Split, test: Split, *, stop: StopFlag | None = None,
                  on_batch: Callable[[int, int, float, float], None] | None = None,
-                 progress_every: int | None = None) -> None:
+                 progress_every: int | None = None, progress_bars: bool = False) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.stop = stop
         self.on_batch = on_batch
         self.progress_every = max(1, int(PROGRESS_EVERY if progress_every is None else progress_every))
-        if cfg.max_train_samples is not None:
-            # First N samples: a deterministic subset (MNIST's order is already mixed by writer).
-            train = Split(train.images[: cfg.max_train_samples], train.labels[: cfg.max_train_samples])
+        # First N samples: a deterministic subset (MNIST's order is already mixed by writer), plus their
+        # re-drawn twins when cfg.drawn (traced and rasterised once, then read from the project's cache).
+        train, self.twins = with_drawn(train, cfg.drawn, cfg.max_train_samples, cfg.drawn_variants,
+                                       progress=progress_bars)
         if len(train) == 0 or len(test) == 0:
             raise ConfigError("the training and test sets must not be empty")
         torch.manual_seed(cfg.seed)  # model init and dropout masks
@@ -137,6 +139,12 @@ class Trainer:
                                            memory_format=layout, interpolation=cfg.rotation_interpolation)
         self.test_batches = TensorBatches(test.images.to(self.device), test.labels.to(self.device),
                                           cfg.eval_batch_size, shuffle=False, memory_format=layout)
+        # A run with re-drawn twins is also measured on the drawn test set (the test digits re-drawn).
+        twin = drawn(test, DRAWN_TEST_SEED, progress=progress_bars)[0] if cfg.drawn else None
+        self.drawn_batches = (TensorBatches(twin.images.to(self.device), twin.labels.to(self.device),
+                                            cfg.eval_batch_size, shuffle=False, memory_format=layout)
+                              if twin is not None else None)
+        self.drawn_metrics: dict | None = None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
         # On CUDA with cuda_graphs the fast loop trains (with its own fused SGD whose lr is a device
@@ -164,6 +172,7 @@ class Trainer:
         graphed = self.graphed
         for epoch in range(1, self.cfg.epochs + 1):
             t0 = time.perf_counter()
+            self._swap_twins(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             if self.fast is not None:
                 if not self._fast_epoch(lr, total):
@@ -217,6 +226,13 @@ class Trainer:
             ls, cs = self._sums(loss_sum, correct, graphed)
             yield self._finish_epoch(epoch, lr, ls, cs, seen, metrics, t0)
 
+    def _swap_twins(self, epoch: int) -> None:
+        """With several style sets of re-drawn twins, epoch e trains on set (e - 1) mod their number (in
+        place: the tail of the training images)."""
+        if len(self.twins) > 1:
+            twins = self.twins[(epoch - 1) % len(self.twins)]
+            self.train_batches.images[-len(twins):].copy_(twins.unsqueeze(1).to(self.device))
+
     def _fast_epoch(self, lr: float, total: int) -> bool:
         self.fast.set_lr(lr)
         on_batch = self.on_batch
@@ -232,6 +248,8 @@ class Trainer:
                               metrics["loss"], metrics["accuracy"], time.perf_counter() - t0)
         self.history.append(record.as_dict())
         self.test_metrics = metrics
+        if self.drawn_batches is not None:
+            self.drawn_metrics = evaluate(self.model, self.drawn_batches)
         self.last_weights = self._weights()
         if self.best is None or record.test_accuracy > self.best["test_accuracy"]:
             self.best = {"epoch": epoch, "test_accuracy": record.test_accuracy, "state_dict": self.last_weights}
@@ -265,6 +283,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "history": list(self.history),
             "test_metrics": self.test_metrics,
+            **({"drawn_metrics": self.drawn_metrics} if self.drawn_metrics is not None else {}),
             "status": status,
             "epochs_completed": self.epochs_completed,
             "best": self.best,

@@ -9,8 +9,10 @@ Modules, by what they hold:
     routes            the plain HTTP routes beside Gradio's: /mnist/weights, /mnist/unit,
                       /mnist/activations, /mnist/lookalikes, /mnist/digits, /queue_status
     tabs/             one module per tab (draw, network, inspect, train), each one function that builds
-                      its components and wires their events; panels: the evidence + look-alikes panel
+                      its components and wires their events; panels: the evidence + look-alikes panel;
+                      mydigits: the Draw tab's "It's a ..." buttons and My digits panel (teach, zip)
     handlers          what each event of the Draw, Inspect and Train tabs does (plain functions, generators)
+    teaching          "teach it your handwriting": /teach (a queued job), My digits as a zip and back
     network           the network view's server side: /activations, /unit and their plain routes
     lookalike_routes  GET /mnist/lookalikes (a model's quantised look-alike index) and /mnist/digits
     weights           GET /mnist/weights: the chosen model's folded weights for the page's own network

@@ -1,7 +1,8 @@
 """The app's own Gradio components: small subclasses of Gradio's, and the stroke canvas loader.
 
 - ApiSketchpad: the input of the `/classify` API, bounded (no blob route, few layers, headers checked).
-- Label: a gr.Label that shows the headline it is given ("7?" when unsure).
+- Label: a gr.Label that shows the headline it is given ("7?" when unsure, "Not a digit?"), with the
+  not-a-digit verdict and score in its value (DigitLabelData).
 - sketch_canvas: the Draw tab's canvas, a gr.HTML custom component whose front end lives in web/.
 - network_view: the Draw tab's "inside the network" view, likewise (web/network.*).
 - train_view: the Train tab's view of a run as it trains (web/trainview.*).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import gradio as gr
 from gradio.components.image_editor import EditorData
+from gradio.components.label import LabelData
 from gradio.data_classes import FileData
 from pydantic import Field
 
@@ -65,9 +67,18 @@ class ApiSketchpad(gr.Sketchpad):
             return PreprocessError(f"the drawing could not be read as an image ({type(exc).__name__})")
 
 
+class DigitLabelData(LabelData):
+    """gr.Label's value plus the "not a digit" verdict: API clients of /classify and /classify_strokes
+    read `not_a_digit` and the score `novelty` (None: the model has no stats) beside the confidences."""
+    not_a_digit: bool | None = None
+    novelty: float | None = None
+
+
 class Label(gr.Label):
-    """gr.Label that shows the given headline ("7?" when unsure) above the confidences, instead of
-    always the top class: an unsure guess must not look confident."""
+    """gr.Label that shows the given headline ("7?" when unsure, "Not a digit?") above the confidences,
+    instead of always the top class: an unsure guess must not look confident."""
+
+    data_model = DigitLabelData
 
     def get_block_name(self) -> str:
         return "label"
@@ -75,8 +86,8 @@ class Label(gr.Label):
     def postprocess(self, value):
         if isinstance(value, dict) and isinstance(value.get("confidences"), dict) and "label" in value:
             out = super().postprocess(value["confidences"])
-            out.label = str(value["label"])
-            return out
+            return DigitLabelData(label=str(value["label"]), confidences=out.confidences,
+                                  not_a_digit=value.get("not_a_digit"), novelty=value.get("novelty"))
         return super().postprocess(value)
 
 

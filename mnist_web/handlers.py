@@ -22,7 +22,7 @@ from mnist_core.export import ExportError
 from mnist_core.insight import SORT_ORDERS, InsightService, inspect_drawing, inspect_image28
 from mnist_core.preprocess import PreprocessError
 from mnist_core.raster import prepare_strokes
-from mnist_core.registry import SHIPPED_KEY, ModelRegistry
+from mnist_core.registry import BUILTIN_KEYS, SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunError, RunStore, differing_settings
 from mnist_core.store import HOST
 from mnist_core.strokes import StrokeError
@@ -176,12 +176,12 @@ class TrainHandlers:
         return status, table, loss, acc, curves, u.look or {}
 
     def train(self, epochs, lr, momentum, batch_size, step_size, gamma, rotation, dropout, seed, samples, device,
-              current_key, compare_keys, request: gr.Request):
+              current_key, compare_keys, drawn=0.0, request: gr.Request = None):
         """/train: streams (status, table, loss, acc, model picker, curves, start, stop, run pick, compare,
-        the run's view)."""
+        the run's view). drawn: the share of re-drawn twins (TrainConfig.drawn; 0.5 is the canvas model)."""
         values = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, step_size=step_size,
                       gamma=gamma, rotation=rotation, dropout=dropout, seed=seed, max_train_samples=samples,
-                      device=device or "auto")
+                      device=device or "auto", drawn=0.0 if drawn is None else drawn)
         owner = owner_of(request)
         stream = self.trainer.stream(values, owner=owner.id, client=client_address(request, self.trusted_proxies),
                                      persistent=owner.persistent)
@@ -302,11 +302,11 @@ class TrainHandlers:
 
 
 def owned_choices(infos, record: str | None, hide_others: bool = False) -> list[tuple[str, str]]:
-    """(label, key) pairs: the shipped model first, then the runs of `record`'s owner labelled as theirs,
+    """(label, key) pairs: the shipped models first, then the runs of `record`'s owner labelled as theirs,
     then everyone else's (none when hidden)."""
-    shipped = [(i.label, i.key) for i in infos if i.key == SHIPPED_KEY]
-    mine = [(f"Yours: {i.label}", i.key) for i in infos if i.key != SHIPPED_KEY and record is not None
+    shipped = [(i.label, i.key) for i in infos if i.key in BUILTIN_KEYS]
+    mine = [(f"Yours: {i.label}", i.key) for i in infos if i.key not in BUILTIN_KEYS and record is not None
             and getattr(i, "owner", None) == record]
-    others = [] if hide_others else [(i.label, i.key) for i in infos if i.key != SHIPPED_KEY
+    others = [] if hide_others else [(i.label, i.key) for i in infos if i.key not in BUILTIN_KEYS
                                      and not (record is not None and getattr(i, "owner", None) == record)]
     return shipped + mine + others

@@ -16,6 +16,8 @@ has a GPU, else "cpu". The places per kind: "cuda" = the cluster's GPUs, "cpu" =
 per GPU, divided by cpus_per_job; the app's queue sends a job only while its kind has a free place, so
 Ray never holds a job back and the order stays the app's, first come first served within each kind.
 A task is never retried (max_retries=0): a worker that dies takes its run with it, reported as failed.
+A teach job (spec kind "teach": fine-tuning on a visitor's drawings) is the same task on a CPU place;
+its spec carries the base model's bytes and the drawings, so the worker needs nothing of the app's.
 """
 from __future__ import annotations
 
@@ -164,6 +166,10 @@ class RayBackend:
         return text
 
     def run(self, spec: dict, stop: threading.Event) -> Iterator[JobEvent]:
+        if spec.get("kind") == "teach":   # a teach job (mnist_core/teach.py): a CPU place, like a CPU run
+            gen = train_task.options(num_cpus=self.cpus_per_job).remote({**spec, "threads": self.cpus_per_job})
+            yield from self._follow(gen, stop)
+            return
         cfg = dict(spec["config"])
         if cfg.get("device") == "auto":   # the queue passes its decision; a spec from elsewhere is resolved here
             cfg["device"] = self.kind_of("auto")

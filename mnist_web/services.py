@@ -4,7 +4,7 @@
 every model a visitor can pick, bounded caches of what is derived from each; `registry`, and `runs`
 its view as the run catalog), insight (look-alikes, evidence, mistakes), the unit
 index service (the network view's "what each unit looks for"), the training service (a fair queue
-run by a backend), and the event handlers over them (mnist_web/handlers.py, network.py). No Gradio
+run by a backend), and the event handlers over them (mnist_web/handlers.py, network.py, teaching.py). No Gradio
 component is made here: demo.py lays out the page from these, mnist_web/routes.py serves the plain
 routes from them.
 """
@@ -18,13 +18,14 @@ from pathlib import Path
 from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
 from mnist_core.config import TrainingBudget
 from mnist_core.insight import InsightService
-from mnist_core.registry import SHIPPED_KEY, ModelRegistry
+from mnist_core.registry import CANVAS_KEY, SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
 from mnist_core.units import UnitService
 
 from .backends import LocalBackend
 from .handlers import DrawHandlers, TrainHandlers
 from .network import NetworkHandlers
+from .teaching import TeachHandlers
 from .training_service import MAX_WAITING, TrainingService
 
 QUEUE_MAX = 64        # requests waiting past this get Gradio's "queue is full" instead of waiting forever
@@ -42,7 +43,9 @@ JOBS_PER_ADDRESS = 10
 @dataclass(frozen=True)
 class AppOptions:
     """What a server is started with (demo.py's flags, or a test's arguments)."""
-    checkpoint: Path = SHIPPED_CHECKPOINT   # the default model
+    checkpoint: Path = SHIPPED_CHECKPOINT   # the recipe's model (MNIST only)
+    canvas: Path | None = None              # the model trained for the canvas, the drawing default when given
+                                            # (demo.py's command line gives checkpoints/mnist_canvas.pt)
     runs_dir: Path = RUNS_DIR               # where the Train tab saves its runs
     data_dir: str | None = None             # MNIST root (None: $MNIST_DATA_DIR, else ./data)
     download: bool = True                   # may MNIST be downloaded when missing
@@ -57,6 +60,7 @@ class AppOptions:
     jobs_per_address: int = JOBS_PER_ADDRESS   # training jobs one client address may have waiting or running
     trusted_proxies: frozenset = frozenset()   # reverse proxies whose X-Forwarded-For is believed
     hide_others: bool = False               # the Train tab lists only the visitor's own runs
+    teach: dict | None = None               # "Teach the model my handwriting": TeachConfig values (tests: fewer steps)
 
 
 @dataclass
@@ -70,7 +74,8 @@ class Services:
     draw: DrawHandlers          # the Draw and Inspect tabs' events
     network: NetworkHandlers    # the network view's /activations and /unit
     train: TrainHandlers        # the Train tab's events
-    default_key: str | None     # the model a new visitor starts with (the shipped one when present)
+    default_key: str | None     # the model a new visitor starts with (the canvas model, else the recipe's)
+    teach: TeachHandlers | None = None   # /teach and My digits as a data set (None: read-only, no training)
 
     def close(self) -> None:
         """Stops every training job, ends the backend's worker processes, removes the download copies."""
@@ -79,14 +84,16 @@ class Services:
 
 
 def default_model(registry: ModelRegistry) -> str | None:
+    """The canvas model when it is there (it reads drawings best), else the recipe's, else any."""
     keys = [k for _, k in registry.choices()]
-    return SHIPPED_KEY if SHIPPED_KEY in keys else (keys[0] if keys else None)
+    return next((k for k in (CANVAS_KEY, SHIPPED_KEY) if k in keys), keys[0] if keys else None)
 
 
 def build_services(options: AppOptions) -> Services:
     checkpoint, runs_dir = Path(options.checkpoint), Path(options.runs_dir)
     export_dir = Path(tempfile.mkdtemp(prefix="mnist-downloads-"))   # copies offered for download
-    registry = ModelRegistry(checkpoint, runs_dir, downloads=export_dir)   # the model store (store.py), bounded
+    registry = ModelRegistry(checkpoint, runs_dir, downloads=export_dir,   # the model store (store.py), bounded
+                             canvas=options.canvas)
     backend = options.train_backend
     if backend is None and options.train_enabled:
         backend = LocalBackend(TRAIN_SLOTS)
@@ -94,13 +101,15 @@ def build_services(options: AppOptions) -> Services:
                      max_run_bytes=options.max_run_bytes)
     training = TrainingService(runs_dir, data_dir=options.data_dir, download=options.download, backend=backend,
                                max_waiting=options.train_queue, budget=budget,
-                               per_address=options.jobs_per_address)
+                               per_address=options.jobs_per_address, teach=options.teach)
     training.runner.store = registry   # pruning lists the runs through it and it forgets what pruned runs held
     runs = RunStore(registry)   # the same store, seen as the run catalog
     insight = InsightService(options.data_dir, parts=registry)   # MNIST read once; features, mistakes: the store's
+    default_key = default_model(registry)
     return Services(options=options, registry=registry, runs=runs, insight=insight, training=training,
                     draw=DrawHandlers(registry, insight, checkpoint),
                     network=NetworkHandlers(registry, UnitService(insight)),
                     train=TrainHandlers(training, runs, registry, export_dir, options.trusted_proxies,
                                         options.hide_others),
-                    default_key=default_model(registry))
+                    default_key=default_key,
+                    teach=TeachHandlers(training, registry, export_dir, options.trusted_proxies, default_key))

@@ -15,7 +15,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from mnist_core.cli import RUNS_DIR, SHIPPED_CHECKPOINT
+from mnist_core.cli import CANVAS_CHECKPOINT, RUNS_DIR, SHIPPED_CHECKPOINT
 from mnist_core.data import resolve_data_dir
 
 from .assets import APP_CSS, APP_HEAD
@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None,
                    help="interface to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1: localhost only)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
-    p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the default model")
+    p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the recipe's model (MNIST only)")
+    p.add_argument("--canvas-checkpoint", default=str(CANVAS_CHECKPOINT),
+                   help="the model trained for the canvas, the drawing default ('' for none)")
     p.add_argument("--runs-dir", default=str(RUNS_DIR), help="where the Train tab saves its checkpoints")
     p.add_argument("--data-dir", default=None, help="MNIST root (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--no-download", action="store_true", help="never download MNIST")
@@ -158,7 +160,8 @@ def options_from_args(a: argparse.Namespace) -> AppOptions:
         except BackendError as exc:
             raise SystemExit(f"demo.py: {exc}") from None
         print(f"Training: {backend.describe()}; up to {a.train_queue} more may wait.")
-    return AppOptions(checkpoint=Path(a.checkpoint), runs_dir=Path(a.runs_dir),
+    return AppOptions(checkpoint=Path(a.checkpoint), canvas=Path(a.canvas_checkpoint) if a.canvas_checkpoint else None,
+                      runs_dir=Path(a.runs_dir),
                       data_dir=str(resolve_data_dir(a.data_dir)), download=not a.no_download,
                       train_enabled=not a.no_train, max_queue=a.max_queue, cache_max_age=a.cache_max_age,
                       train_backend=backend, train_queue=a.train_queue, runs_per_owner=a.runs_per_owner,

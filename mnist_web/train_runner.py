@@ -6,10 +6,16 @@ last finished epoch of a run on enough samples atomically (never over an existin
 run) and prunes the runs folder to the budget's newest. What it tells the stream goes through
 job.events, in order: Loading, then the job's own mnist_core.jobs events (Loaded, Batch, Look, Epoch),
 then one Final. Freeing the slot and starting the next job is the scheduler's, after run() returns.
+
+A teach job (job.teach: fine-tune a model on a visitor's own drawings, mnist_core/teach.py) runs the
+same way, as spec kind "teach": its one epoch's checkpoint is saved whatever its sample count, as
+"teach-<time>-<accuracy>.pt" named "<base model> + your handwriting", and its Final carries the report
+(held-aside drawings and MNIST test accuracy, before and after).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +47,7 @@ class Final:
     message: str                   # what happened, what was saved (or why not)
     checkpoint: str | None = None  # file name in the runs folder, once saved
     test_metrics: dict | None = None   # the last evaluation (per class, confusion)
+    report: dict | None = None     # a teach job's report (teach_report), else None
 
 
 RunnerEvent = Loading | Loaded | Batch | Look | Epoch | Final
@@ -55,6 +62,7 @@ class Outcome:
     last_test_accuracy: float = 0.0
     checkpoint: bytes | None = None   # the last finished epoch's
     n_train: int = 0
+    record: dict | None = None        # the last finished epoch's record
 
 
 class Runner:
@@ -71,14 +79,26 @@ class Runner:
         self._notices: dict[str | None, list[str]] = {}   # owner -> what the server's bound removed of theirs
 
     def spec(self, job: Job) -> dict:
-        return {"config": job.cfg.to_dict(), "data_dir": self.data_dir, "download": self.download}
+        where = {"data_dir": self.data_dir, "download": self.download}
+        if job.teach is not None:
+            return {**job.teach, "kind": "teach", **where}
+        return {"config": job.cfg.to_dict(), **where}
 
     def run(self, job: Job) -> Final:
         """The job from dispatch to its kept result. Never raises for what the job or backend did."""
         job.events.put(Loading())
         out = self._relay(job)
+        owner = record_of(job.owner)
+        if job.teach is not None:
+            state, message = teach_verdict(out)
+            report = teach_report(out.record) if state == "finished" else None
+            if report is None:   # stopped or failed: nothing half-taught is kept
+                return Final(state, message)
+            name = f"{job.teach.get('base_name') or 'the model'} + your handwriting"
+            message, saved, metrics = self._keep(out.checkpoint, out.n_train, state, message, owner, name)
+            return Final(state, message, saved, metrics, report)
         state, message = verdict(out, job.cfg.epochs)
-        message, name, metrics = self._keep(out.checkpoint, out.n_train, state, message, record_of(job.owner))
+        message, name, metrics = self._keep(out.checkpoint, out.n_train, state, message, owner)
         return Final(state, message, name, metrics)
 
     def _relay(self, job: Job) -> Outcome:
@@ -96,6 +116,7 @@ class Runner:
                 elif isinstance(event, Epoch):
                     out.epochs_done += 1
                     out.last_test_accuracy, out.checkpoint = event.record["test_accuracy"], event.checkpoint
+                    out.record = event.record
                     took = clock.on_epoch(now)
                     if took is not None:
                         self.on_eval(took)
@@ -112,9 +133,10 @@ class Runner:
             out.state, out.reason = "failed", one_line(exc)
         return out
 
-    def _keep(self, last: bytes | None, n_train: int, state: str, message: str, owner: str | None):
+    def _keep(self, last: bytes | None, n_train: int, state: str, message: str, owner: str | None,
+              taught: str | None = None):
         """Save the last finished epoch (atomically, a new name, with its owner), then prune;
-        (message, file name, test metrics)."""
+        (message, file name, test metrics). `taught`: a teach job's run name (saved whatever its size)."""
         if last is None:
             if state == "stopped":
                 message += " No epoch had finished, so nothing was saved."
@@ -124,16 +146,18 @@ class Runner:
         except Exception as exc:
             return message + f" Could not read the run's checkpoint: {one_line(exc)}", None, None
         metrics = ckpt.get("test_metrics")
-        if n_train < self.budget.min_saved_samples:
+        if taught is None and n_train < self.budget.min_saved_samples:
             return (message + f" Not saved: runs on fewer than {self.budget.min_saved_samples:,} training "
                               f"samples are for trying settings only.", None, metrics)
         try:
             with self._save_lock:
-                name = self._save({**ckpt, "owner": owner})
+                extra = {"owner": owner} if taught is None else {"owner": owner, "name": taught}
+                name = self._save({**ckpt, **extra}, "run" if taught is None else "teach")
                 gone = self._prune(owner, name)
         except Exception as exc:
             return message + f" Could not save the checkpoint: {exc}", None, metrics
-        message += f" Saved as {name}; pick it in the Draw tab."
+        message += (f" Saved as {name}; pick it in the Draw tab." if taught is None
+                    else f" Saved as {name} ({taught}); the Draw tab uses it now.")
         return message + pruned_message(gone, owner, self.budget), name, metrics
 
     def _prune(self, owner: str | None, saved: str) -> list[Removal]:
@@ -156,9 +180,9 @@ class Runner:
         with self._save_lock:
             return self._notices.pop(owner, [])
 
-    def _save(self, ckpt: dict) -> str:
+    def _save(self, ckpt: dict, prefix: str = "run") -> str:
         acc = ckpt["test_metrics"]["accuracy"]
-        base = f"run-{_dt.datetime.now():%Y%m%d-%H%M%S}-{acc:.2f}"
+        base = f"{prefix}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{acc:.2f}"
         name, n = f"{base}.pt", 1
         while (self.runs_dir / name).exists():   # never overwrite an existing checkpoint
             n += 1
@@ -189,3 +213,47 @@ def verdict(out: Outcome, epochs: int) -> tuple[str, str]:
     if state == "stopped":
         return state, f"Stopped after {out.epochs_done} of {plural(epochs, 'epoch')}."
     return state, f"Failed: {out.reason.rstrip('.')}."
+
+
+REPORT_KEYS = ("held_before", "held_after", "mnist_before", "mnist_after", "taught", "held")
+
+
+def teach_report(record: dict | None) -> dict | None:
+    """A teach job's report from its epoch record (mnist_core/teach.py): accuracy on the drawings kept
+    aside and on the MNIST test set, before and after, and how many drawings were taught and kept aside."""
+    if not record or "mnist_after" not in record:
+        return None
+    return {k: _finite(record.get(k)) for k in REPORT_KEYS}
+
+
+def _finite(v):
+    """A report's value as JSON can carry it: nan (no drawing held aside) -> None."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def teach_verdict(out: Outcome) -> tuple[str, str]:
+    """(state, message) of a teach job: finished once its one epoch came back, with the report in words."""
+    report = teach_report(out.record)
+    if out.state == "finished" and report is not None:
+        return "finished", f"Taught: {report_sentence(report)}"
+    if out.state in ("finished", "stopped"):
+        return "stopped", "Stopped before the model was taught; nothing was saved."
+    return "failed", f"Failed: {out.reason.rstrip('.')}."
+
+
+def _pct(v, digits: int = 1) -> str:
+    return f"{v:.{digits}f}%" if isinstance(v, (int, float)) else "?"
+
+
+def report_sentence(r: dict) -> str:
+    """The report in one sentence: the held-aside drawings (when some were kept aside), then MNIST."""
+    held = r.get("held") or 0
+    taught = r.get("taught")
+    text = f"{plural(taught, 'drawing')} of yours. " if isinstance(taught, int) else ""
+    if held:
+        text += (f"On the {plural(held, 'drawing')} kept aside: {_pct(r.get('held_before'))} right before, "
+                 f"{_pct(r.get('held_after'))} after. ")
+    else:
+        text += "None kept aside to check (that needs 3 or more of a digit). "
+    before, after = _pct(r.get("mnist_before"), 2), _pct(r.get("mnist_after"), 2)
+    return text + f"MNIST test accuracy: {before} before, {after} after."

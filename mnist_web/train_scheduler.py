@@ -1,7 +1,8 @@
 """The training queue itself: who waits, who runs, in what order, and when a waiting job may expect to start.
 
-A fair FIFO: one job per browser session (waiting or running), at most `max_waiting` waiting while every
-slot is taken, jobs start first come first served as slots free, a waiting job can leave at any time.
+A fair FIFO: one job per browser session (waiting or running; a training run or a teach job alike), at
+most `max_waiting` waiting while every slot is taken, jobs start first come first served as slots free,
+a waiting job can leave at any time.
 Slots come in kinds (train_backend: one pool on this machine, CPU and GPU places on a Ray cluster): the
 order is first come first served within each kind, so a GPU job waiting for a GPU never holds up the CPU
 jobs behind it (nor they it), and a job's position and ETA are among the jobs of its kind.
@@ -50,6 +51,7 @@ class Job:
     follower: int = 0                # which stream shows it now (a reload's stream takes over the old one's)
     view: object = None              # what its streams have shown so far (train_updates.RunView), shared
     final: object = None             # its runner's Final, once over (a stream that attaches late sees it)
+    teach: dict | None = None        # a teach job's own spec (base model, drawings: mnist_core/teach.py), else None
 
 
 class Scheduler:
@@ -84,9 +86,10 @@ class Scheduler:
             return [j.worker_pid for j in self.running.values() if j.worker_pid]
 
     def admit(self, cfg: TrainConfig, owner: str, estimate: float, slots: int, client: str = "",
-              persistent: bool = False) -> Job:
+              persistent: bool = False, teach: dict | None = None) -> Job:
         """Queue a new job at the end of the line. ConfigError when the owner already has one, when its
-        address has `per_address` already, or when the queue is full (max_waiting waiting, every slot taken)."""
+        address has `per_address` already, or when the queue is full (max_waiting waiting, every slot taken).
+        `teach`: a teach job's spec (it waits and runs like a training run)."""
         with self._lock:
             mine = self._by_owner.get(owner) if owner else None
             if mine is not None:
@@ -99,7 +102,7 @@ class Scheduler:
             if len(self.waiting) >= self.max_waiting and len(self.running) >= slots:
                 raise ConfigError(f"the training queue is full ({self.max_waiting} runs waiting); "
                                   f"try again in a few minutes")
-            job = Job(next(self._ids), owner, cfg, estimate, client=client, persistent=persistent)
+            job = Job(next(self._ids), owner, cfg, estimate, client=client, persistent=persistent, teach=teach)
             self.waiting.append(job)
             if owner:
                 self._by_owner[owner] = job

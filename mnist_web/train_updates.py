@@ -42,6 +42,7 @@ class TrainUpdate:
     position: int | None = None    # queued: 1 = next in line
     look: dict | None = None       # the run as it trains (mnist_core.watch): the latest filters and guesses,
                                    # the probe digits, and "per_class": one row of 10 per finished epoch
+    report: dict | None = None     # a teach job, at the end: held-aside and MNIST accuracy before and after
 
 
 def refused(reason: str) -> TrainUpdate:
@@ -76,8 +77,8 @@ class RunView:
     """A running job as its stream shows it, from its events: the curves, the epochs' history, where it is
     in the epoch, its look; its ETA and images/s from this process's clock."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, teaching: bool = False) -> None:
+        self.cfg, self.teaching = cfg, teaching   # teaching: a teach job (one pass of fine-tuning steps)
         self.curves = Curves(cfg.epochs, train_samples(cfg), cfg.batch_size)
         self.history: list[dict] = []
         self.batch, self.batches = 0, self.curves.batches
@@ -111,16 +112,19 @@ class RunView:
         now = time.perf_counter()
         eta = (now - self.run_start) * (1 - done) / done if 0 < done < 1 else None
         ips = self.curves.seen(batch) / (now - self.epoch_start) if batch and now > self.epoch_start else None
+        ips = None if self.teaching else ips   # a teach's steps draw from renders of a few drawings and MNIST
         return TrainUpdate(state=state, message=message, history=list(self.history), batch=batch, batches=batches,
                            eta_seconds=eta, train_points=list(self.curves.train), test_points=list(self.curves.test),
                            images_per_s=ips, progress=done, epochs=epochs, look=self.look)
 
     def running(self) -> TrainUpdate:
+        if self.teaching:   # its batches are its steps (the status line counts them)
+            return self.update("running", "Teaching your handwriting")
         return self.update("running", f"Epoch {min(len(self.history) + 1, self.cfg.epochs)} of {self.cfg.epochs}")
 
     def final(self, end: Final) -> TrainUpdate:
         out = self.update(end.state, end.message)
-        out.checkpoint, out.test_metrics = end.checkpoint, end.test_metrics
+        out.checkpoint, out.test_metrics, out.report = end.checkpoint, end.test_metrics, end.report
         if end.state == "finished":
             out.progress = 1.0
         return out
@@ -130,7 +134,7 @@ def follow_run(job: Job, me: int = 0) -> Iterator[TrainUpdate]:
     """A started job's updates, from its runner's events, up to and with its final one. `me`: which
     follower this stream is (job.follower when it attached); when a newer stream takes the job over (the
     page reloaded), this one ends. The view is the job's, so a stream that takes over shows the run so far."""
-    view = job.view = job.view or RunView(job.cfg)
+    view = job.view = job.view or RunView(job.cfg, teaching=job.teach is not None)
     last_yield = time.perf_counter()
     while True:
         if me and job.follower != me:
@@ -140,7 +144,8 @@ def follow_run(job: Job, me: int = 0) -> Iterator[TrainUpdate]:
         except queue.Empty:
             event = job.final if job.done.is_set() else None   # taken by a stream that has gone
         if isinstance(event, Loading):
-            yield TrainUpdate(state="loading", message="Loading MNIST...", epochs=job.cfg.epochs)
+            what = "MNIST and your drawings" if job.teach is not None else "MNIST"
+            yield TrainUpdate(state="loading", message=f"Loading {what}...", epochs=job.cfg.epochs)
             continue
         if isinstance(event, Final):
             yield view.final(event)

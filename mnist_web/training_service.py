@@ -8,6 +8,10 @@ measured pace of the runs ahead, updated as the queue moves), or is refused (bad
 a second job of the same browser session, the queue full). Closing the stream (the tab went away)
 takes a waiting job out of the queue and stops a running one.
 
+Teaching (`stream_teach`: fine-tune a model on a visitor's own drawings, mnist_core/teach.py) is a job
+of its own kind in the same queue: the drawings are checked before anything is queued (one line when
+refused), then it waits, runs in the same backend and streams like a run.
+
 It wires three pieces: the scheduler (train_scheduler.py: who waits, who runs, positions and ETA), the
 runner (train_runner.py: one thread per running job here, relaying the backend's events, saving the
 result; the jobs themselves run in the backend, backends.py or ray_backend.py, never in the server's
@@ -22,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mnist_core.config import ConfigError, TrainConfig, TrainingBudget, estimate_seconds, make_config
+from mnist_core.teach import TeachConfig, TeachError, split_held, validate_drawings
 
 from .backends import LocalBackend
 from .train_backend import Backend
@@ -35,13 +40,16 @@ QUEUED_HEARTBEAT_SECONDS = 2.0   # a waiting page's ETA is refreshed this often 
 MAX_WAITING = 40      # jobs that may wait; past it Start answers "the queue is full"
 CLOSE_WAIT_SECONDS = 30   # a closed stream waits this long for its stopped run to wind down
 ORPHAN_GRACE_SECONDS = 60  # a job whose page closed (an owner with a token) waits this long for a reload
+TEACH_JOB = TrainConfig(epochs=1, device="cpu")   # how the queue sees a teach job: one pass, on a CPU place
+TEACH_ESTIMATE_SECONDS = 20.0   # a teach on 1 CPU thread (issue 33's bound), for the ETA of the jobs behind
 
 
 class TrainingService:
     def __init__(self, runs_dir: Path, data_dir: str | None = None, download: bool = True,
                  budget: TrainingBudget | None = None, backend: Backend | None = None,
-                 max_waiting: int = MAX_WAITING, per_address: int = 0) -> None:
+                 max_waiting: int = MAX_WAITING, per_address: int = 0, teach: dict | None = None) -> None:
         self.runs_dir = Path(runs_dir)
+        self.teach_options = teach   # a teach job's settings (mnist_core/teach.py TeachConfig); None: its defaults
         self.data_dir = data_dir
         self.download = download
         self.budget = budget or TrainingBudget()
@@ -124,6 +132,23 @@ class TrainingService:
         self._dispatch()
         return job
 
+    def submit_teach(self, drawings, base: bytes, base_name: str, owner: str = "", client: str = "",
+                     persistent: bool = False) -> Job:
+        """Queue a teach job: fine-tune the model `base` (checkpoint bytes) on the drawings. ConfigError
+        with the reason when the drawings are too few or invalid, or the queue refuses it."""
+        try:
+            checked = validate_drawings(drawings)
+            split_held(checked, TeachConfig.from_dict(self.teach_options).seed)   # too few of a digit: refused
+        except TeachError as exc:
+            raise ConfigError(str(exc)) from None
+        spec = {"base": base, "base_name": base_name, "drawings": checked}
+        if self.teach_options:
+            spec["teach"] = dict(self.teach_options)
+        job = self.scheduler.admit(TEACH_JOB, owner, TEACH_ESTIMATE_SECONDS, self._slots(), client, persistent,
+                                   teach=spec)
+        self._dispatch()
+        return job
+
     def wait_of(self, job: Job) -> tuple[int, float | None]:
         """(position in the line of its kind, seconds until it starts) of a waiting job; (0, 0) once it is
         not waiting."""
@@ -145,7 +170,8 @@ class TrainingService:
         try:
             final = self.runner.run(job)
         finally:
-            self.scheduler.finish(job, finished=final.state == "finished")
+            # the measured pace is the training runs' (a teach's seconds say nothing of an epoch's)
+            self.scheduler.finish(job, finished=final.state == "finished" and job.teach is None)
             job.final = final
             job.events.put(final)
             job.done.set()
@@ -156,6 +182,17 @@ class TrainingService:
                persistent: bool = False) -> Iterator[TrainUpdate]:
         try:
             job = self.submit(values, owner, client, persistent)
+        except ConfigError as exc:
+            yield refused(str(exc))
+            return
+        yield from self._follow(job)
+
+    def stream_teach(self, drawings, base: bytes, base_name: str, owner: str = "", client: str = "",
+                     persistent: bool = False) -> Iterator[TrainUpdate]:
+        """A teach job's updates, as stream()'s: refused, queued, loading, running, then its end (the
+        saved run's file name and the report in the last one)."""
+        try:
+            job = self.submit_teach(drawings, base, base_name, owner, client, persistent)
         except ConfigError as exc:
             yield refused(str(exc))
             return

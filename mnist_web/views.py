@@ -17,6 +17,7 @@ from PIL import Image
 from mnist_core.predict import Prediction
 
 EMPTY_MESSAGE = "Draw a digit"
+NOT_A_DIGIT = "Not a digit?"     # the headline when the drawing looks like no digit (mnist_core/novelty.py)
 HISTORY_COLUMNS = ["epoch", "lr", "train loss", "train acc %", "test loss", "test acc %", "seconds"]
 
 
@@ -34,13 +35,17 @@ def article(digit: int) -> str:
 def label_value(pred: Prediction) -> dict | str:
     """gr.Label value: the headline plus all 10 confidences, or the empty message.
 
-    {"label": "7", "confidences": {"0": p0, ..., "9": p9}}; when the model is unsure the headline is
-    "7?" so the big label never looks confident (the app's Label subclass shows `label` as given).
+    {"label": "7", "confidences": {"0": p0, ..., "9": p9}, "not_a_digit": False, "novelty": 6.1}; when the
+    model is unsure the headline is "7?" so the big label never looks confident, and "Not a digit?" when
+    the drawing looks like no digit (the confidences still show the best guess; the app's Label subclass
+    shows `label` as given and passes on not_a_digit and the score, None for a model without stats).
     """
     if pred.empty:
         return EMPTY_MESSAGE
     confidences = {str(d): float(p) for d, p in enumerate(pred.probabilities)}
-    return {"label": f"{pred.digit}?" if pred.unsure else str(pred.digit), "confidences": confidences}
+    label = NOT_A_DIGIT if pred.not_a_digit else f"{pred.digit}?" if pred.unsure else str(pred.digit)
+    return {"label": label, "confidences": confidences, "not_a_digit": pred.not_a_digit,
+            "novelty": None if pred.novelty is None else round(pred.novelty, 6)}
 
 
 def prediction_html(pred: Prediction, model_name: str = "") -> str:
@@ -49,7 +54,8 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
         bars, view = "", "<div class='mnist-view mnist-blank'></div>"
     else:
         (d, p), *_ = pred.top(1)
-        headline = (f"<b>Not sure</b>: maybe {article(d)} ({p:.0%})" if pred.unsure
+        headline = (f"<b>{NOT_A_DIGIT}</b> <span class='muted'>best guess: {article(d)} ({p:.0%})</span>"
+                    if pred.not_a_digit else f"<b>Not sure</b>: maybe {article(d)} ({p:.0%})" if pred.unsure
                     else f"It's a <b>{d}</b> ({p:.1%})")
         rows = "".join(
             f"<div class='bar-row'><span>{i}</span><div class='bar'><div style='--width:{q * 100:.1f}%'></div></div>"
@@ -57,7 +63,9 @@ def prediction_html(pred: Prediction, model_name: str = "") -> str:
         bars = f"<div class='bars'>{rows}</div>"
         view = f"<img class='mnist-view' alt='what the network sees' src='{png_data_uri(pred.image)}'>"
     model = f"<div class='muted'>model: {html.escape(model_name)}</div>" if model_name else ""
-    return (f"<div class='prediction' data-empty='{str(pred.empty).lower()}' data-unsure='{str(pred.unsure).lower()}'>"
+    flags = (f"data-empty='{str(pred.empty).lower()}' data-unsure='{str(pred.unsure).lower()}' "
+             f"data-not-a-digit='{str(pred.not_a_digit).lower()}'")
+    return (f"<div class='prediction' {flags}>"
             f"<div class='headline'>{headline}</div><div class='pred-body'>{bars}"
             f"<figure>{view}<figcaption>what the network sees (28x28)</figcaption></figure></div>{model}</div>")
 

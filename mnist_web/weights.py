@@ -4,15 +4,18 @@ The key is the model picker's (the model store's keys: "shipped", "runs/<file>.p
 unknown or unreadable key gets the picker's message with 404. The body is fold.payload (about 40 KB of
 JSON: each layer's spec and weights, and the network view's stages, both derived from the one description
 of the network in mnist_core/arch.py) plus what the page shows with it (the model's description, the
-"not sure" threshold), bounded by MAX_BYTES; an ETag (a hash of the body, so it changes with anything in
-it) and `Cache-Control: no-cache` let the browser keep it and revalidate with one cheap 304. The body
-is a part of the model (mnist_core/parts.py): made once, kept and dropped with it by the store.
+"not sure" threshold, the "not a digit" stats: novelty_payload, about 26 KB more), bounded by MAX_BYTES;
+an ETag (a hash of the body, so it changes with anything in it) and `Cache-Control: no-cache` let the
+browser keep it and revalidate with one cheap 304. The body is a part of the model (mnist_core/parts.py):
+made once, kept and dropped with it by the store.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,9 +30,23 @@ MAX_BYTES = 100_000
 MAX_KEY_CHARS = 300
 
 
+def novelty_payload(predictor: Predictor) -> dict | None:
+    """The model's "not a digit" stats for the page (mnist_core/novelty.py), or None without them: the
+    threshold, the layers whose means are the features, and the class means [10 x D] and the whitening's
+    upper triangle (row by row) as float32 in base64, the exact numbers the server computes with."""
+    scorer = predictor.novelty
+    if scorer is None:
+        return None
+    b64 = lambda a: base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode()    # noqa: E731
+    return {"kind": scorer.stats["kind"], "layers": list(scorer.stats["layers"]), "threshold": scorer.threshold,
+            "features": int(scorer.means.shape[1]), "means": b64(scorer.means),
+            "whiten": b64(scorer.whiten[np.triu_indices(len(scorer.whiten))])}
+
+
 def weights_body(predictor: Predictor, key: str) -> bytes:
     data = payload(predictor.model, {"mean": predictor.mean, "std": predictor.std})
-    data.update(key=key, description=predictor.description, unsure_below=UNSURE_BELOW)
+    data.update(key=key, description=predictor.description, unsure_below=UNSURE_BELOW,
+                novelty=novelty_payload(predictor))
     return json.dumps(data, separators=(",", ":")).encode()
 
 

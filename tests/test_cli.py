@@ -190,3 +190,64 @@ def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "mnist_core", "train", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "--max-train-samples" in out.stdout and out.stderr == ""
+
+
+# ------------------------------------------------------------------------------ finetune (issue 33)
+TEACH_QUICK = ["--steps", "12", "--renders", "40", "--batch", "16", "--no-download"]
+
+
+def _jsonl(tmp_path, drawings) -> str:
+    path = tmp_path / "strokes.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in drawings))
+    return str(path)
+
+
+def test_finetune_teaches_and_writes_a_run(synthetic_root, tiny_checkpoint, tmp_path, capsys):
+    from mnist_core.digitset import to_zip
+    from tests import handwriting
+    drawings = handwriting.drawings("boxy", 3, seed=2)
+    out = tmp_path / "taught.pt"
+    args = ["finetune", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(synthetic_root), *TEACH_QUICK]
+    assert cli.main([*args, "--drawings", _jsonl(tmp_path, drawings), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    ck = load_checkpoint(out)
+    assert report["checkpoint"] == str(out) and (report["taught"], report["held"]) == (20, 10)
+    assert ck["teach"] == {k: v for k, v in report.items() if k != "checkpoint"}
+    assert ck["base"] == "tiny" and ck["teach_config"]["steps"] == 12
+    # the same drawings as the My digits zip, text report, default output folder
+    (tmp_path / "mine.zip").write_bytes(to_zip(drawings))
+    runs = tmp_path / "runs"
+    cli.RUNS_DIR, old = runs, cli.RUNS_DIR
+    try:
+        assert cli.main([*args, "--drawings", str(tmp_path / "mine.zip"), "--quiet"]) == 0
+    finally:
+        cli.RUNS_DIR = old
+    text = capsys.readouterr()
+    assert "held-aside drawings:" in text.out and "MNIST test:" in text.out
+    written = list(runs.glob("teach-*.pt"))
+    assert len(written) == 1 and f"wrote {written[0]}" in text.err
+
+
+def test_finetune_refuses_bad_drawings_with_one_line(synthetic_root, tiny_checkpoint, tmp_path, capsys):
+    from tests import handwriting
+    out = tmp_path / "x.pt"
+    args = ["finetune", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(synthetic_root), "--out", str(out),
+            *TEACH_QUICK]
+    for drawings, words in [([{"strokes": {"strokes": []}, "label": 3}], "drawing 1: nothing drawn"),
+                            (handwriting.drawings("plain", 1, digits=[5]), "too few drawings of 5")]:
+        assert cli.main([*args, "--drawings", _jsonl(tmp_path, drawings)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert cli.main([*args, "--drawings", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert cli.main([*args, "--drawings", _jsonl(tmp_path, handwriting.drawings("plain", 2)), "--steps", "0"]) == 2
+    assert "teach setting steps" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_finetune_help(capsys, monkeypatch):
+    from mnist_core.teach import TeachConfig
+    text = _help(capsys, monkeypatch, "finetune")
+    for flag in ("--drawings", "--checkpoint", "--out", "--steps", "--lr", "--mnist-fraction", "--data-dir"):
+        assert flag in text, flag
+    assert f"(default: {TeachConfig().steps})" in text

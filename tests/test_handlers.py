@@ -15,9 +15,11 @@ from mnist_core.insight import InsightService
 from mnist_core.registry import SHIPPED_KEY, ModelRegistry
 from mnist_core.runs import RunStore
 from mnist_web import handlers
+from mnist_web.components import Label
 from mnist_web.handlers import KEEP, DrawHandlers, TrainHandlers
 from mnist_web.training_service import TrainingService
 from mnist_web.views import EMPTY_MESSAGE
+from tests.nondigit_strokes import star
 from tests.server import serve
 from tests.test_strokes import SEVEN, payload
 
@@ -28,9 +30,20 @@ def draw(shipped_checkpoint, synthetic_root, tmp_path_factory):
     return DrawHandlers(registry, InsightService(str(synthetic_root)), shipped_checkpoint)
 
 
+def test_a_star_is_not_a_digit_with_its_best_guess_small(draw):
+    label, view = draw.classify_strokes(star(), SHIPPED_KEY)
+    assert label["label"] == "Not a digit?" and label["not_a_digit"] is True and label["novelty"] > 0
+    assert "<b>Not a digit?</b> <span class='muted'>best guess: " in view and "data-not-a-digit='true'" in view
+    assert len(label["confidences"]) == 10                   # the guess is still there, under the headline
+    data = Label().postprocess(label)                        # what /classify_strokes sends an API client
+    assert data.not_a_digit is True and data.novelty == label["novelty"] and data.label == "Not a digit?"
+    assert Label().postprocess({"label": "7", "confidences": {"7": 1.0}}).not_a_digit is None
+
+
 def test_live_label_and_settled_explanation(draw):
     label, view = draw.classify_strokes(payload(SEVEN), SHIPPED_KEY)
     assert label["label"] == "7" and "It's a <b>7</b>" in view
+    assert label["not_a_digit"] is False and label["novelty"] > 0 and "data-not-a-digit='false'" in view
     heat, caption, look = draw.explain_strokes(payload(SEVEN), SHIPPED_KEY, True)
     assert "<img" in heat and caption.startswith("Evidence for 7") and "lookalike" in look.lower()
 

@@ -49,7 +49,7 @@ def test_the_installed_metadata_is_requirements_txt_and_the_package_version():
     assert {"dev", "onnx"} <= set(dist.metadata.get_all("Provides-Extra") or [])
 
 
-@pytest.mark.parametrize("script,expect", [("mnist-core", "{train,evaluate,predict,export}"),
+@pytest.mark.parametrize("script,expect", [("mnist-core", "{train,evaluate,predict,export,finetune}"),
                                            ("mnist-demo", "--no-train")])
 def test_console_scripts_run(script, expect):
     installed()

@@ -46,7 +46,7 @@ def test_empty_prediction():
     e = Prediction(None, None, True, "nothing drawn")
     assert e.digit is None and e.confidence == 0.0 and e.unsure is False and e.top(3) == []
     assert e.as_dict() == {"empty": True, "reason": "nothing drawn", "digit": None, "confidence": 0.0,
-                           "unsure": False, "probabilities": None}
+                           "unsure": False, "not_a_digit": False, "novelty": None, "probabilities": None}
 
 
 def test_top_k_and_dict():

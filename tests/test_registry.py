@@ -39,7 +39,7 @@ def test_choices_are_labelled_with_accuracy(reg):
     choices = reg.choices()
     assert [key for _, key in choices] == list(reg.paths())
     labels = dict((k, v) for v, k in choices)
-    assert labels[SHIPPED_KEY].startswith("Shipped model (") and labels[SHIPPED_KEY].endswith("1 epoch)")
+    assert labels[SHIPPED_KEY].startswith("Recipe model (") and labels[SHIPPED_KEY].endswith("1 epoch)")
     assert labels["runs/new.pt"].startswith("new (") and "%" in labels["runs/new.pt"]
 
 

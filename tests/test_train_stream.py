@@ -44,7 +44,7 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
 
 def raw_stream(url: str, data: list) -> list[tuple[int, list]]:
     """Run /train over Gradio's own protocol; (bytes on the wire, outputs after applying diffs) per message."""
-    return [(n, values) for n, _, values in queue_stream(url, "train", data + [None, []])]
+    return [(n, values) for n, _, values in queue_stream(url, "train", data + [None, [], 0.0])]
 
 
 def test_stream_shape_curves_within_the_epoch_and_small_updates(app):
@@ -110,7 +110,7 @@ def test_compare_results_download_and_delete(app, shipped_checkpoint):
     assert k1 != k2 and state_of(second[STATUS]) == "finished"
     assert k1 not in second[COMPARE]["value"] and k2 in second[COMPARE]["value"]  # each call: a new session
     acc_chart, loss_chart, table = c.predict([k1, k2, "shipped"], api_name="/compare")
-    assert acc_chart.count("class='series'") == 3 and "data-series='Shipped model'" in acc_chart
+    assert acc_chart.count("class='series'") == 3 and "data-series='Recipe model'" in acc_chart
     assert table["headers"][:2] == ["run", "test acc %"] and "lr" in table["headers"]
     assert "momentum" not in table["headers"]                 # only settings that differ
     lr_col = table["headers"].index("lr")

@@ -1,6 +1,7 @@
-"""The Draw tab: the stroke canvas, the live label and 28x28 view, the model picker, the network view
-(tabs/network.py) and "Show why" (evidence and look-alikes). API: /classify_strokes, /explain_strokes,
-/classify and /explain (a sketchpad dict or an image), /choose_model.
+"""The Draw tab: the stroke canvas, the live label and 28x28 view, "It's a ..." and My digits
+(tabs/mydigits.py: teach the model your handwriting), the model picker, the network view (tabs/network.py)
+and "Show why" (evidence and look-alikes). API: /classify_strokes, /explain_strokes, /classify and
+/explain (a sketchpad dict or an image), /choose_model; /teach, /download_digits, /restore_digits.
 
 The canvas sets its value (the strokes) on every animation frame in which the drawing changed:
 `change` -> the label, bars and 28x28 view computed in the page from the chosen model's weights
@@ -32,6 +33,7 @@ from ..components import (
 )
 from ..services import Services
 from ..views import EMPTY_MESSAGE, prediction_html
+from .mydigits import MyDigits, its_a_buttons, mydigits_panel, wire_mydigits
 from .network import network_panel
 from .panels import insight_panel
 
@@ -52,6 +54,7 @@ class DrawTab:
     why: list               # evidence heat map, its caption, the look-alikes
     api_pad: ApiSketchpad   # hidden: the input of /classify and /explain
     api_heat: gr.Image      # hidden: /explain's image
+    digits: MyDigits        # My digits: the grid, Teach, download and restore
 
 
 def draw_tab(services: Services, model_key: gr.State) -> DrawTab:
@@ -60,6 +63,7 @@ def draw_tab(services: Services, model_key: gr.State) -> DrawTab:
         tab = _layout(services)
     _wire_canvas(services, tab, model_key)
     _wire_picker(services, tab, model_key)
+    wire_mydigits(services, tab.digits, tab.pad, tab.picker, tab.model_msg, model_key)
     return tab
 
 
@@ -73,17 +77,19 @@ def _layout(services: Services) -> DrawTab:
             api_heat = gr.Image(visible=False, type="numpy", format="png", elem_id="api-heat")
         with gr.Column(scale=1):
             label = Label(value=EMPTY_MESSAGE, num_top_classes=None, label="Prediction", elem_id="label")
+            its_a_buttons()
             view = gr.HTML(EMPTY_VIEW, elem_id="view")
             picker = gr.Dropdown(choices=services.registry.choices(), value=key, label="Model",
                                  elem_id="model-picker", interactive=True, allow_custom_value=True)
             missing = f"**No model found** at `{services.options.checkpoint}`: train one in the Train tab."
             model_msg = gr.Markdown("" if key else missing, elem_id="model-msg")
+    digits = mydigits_panel(services)
     network_panel(services)
     show_why = gr.Checkbox(True, elem_id="show-why",
                            label="Show why: the evidence for the top class and look-alike training digits")
     with gr.Row(visible=True, elem_id="why") as why_row:
         why = list(insight_panel("saliency", "lookalikes"))
-    return DrawTab(pad, label, view, picker, model_msg, show_why, why_row, why, api_pad, api_heat)
+    return DrawTab(pad, label, view, picker, model_msg, show_why, why_row, why, api_pad, api_heat, digits)
 
 
 def _wire_canvas(services: Services, t: DrawTab, model_key: gr.State) -> None:

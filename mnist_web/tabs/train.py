@@ -46,7 +46,9 @@ def train_tab(services: Services, blocks: gr.Blocks, model_key: gr.State, picker
 def _settings() -> SimpleNamespace:
     d = TrainConfig()
     gr.Markdown("Train the network from scratch with the recipe below (defaults: the recipe that reaches "
-                "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run.")
+                "99.4%+ in 15 epochs, about 2.5 minutes on 2 CPU cores). Use fewer samples for a quick run. "
+                "*Re-drawn share* adds MNIST re-drawn as canvas strokes (0.5: the canvas model's recipe; the "
+                "first such run on a server traces the digits once, several minutes).")
     with gr.Row():  # precision=None: the server sees the number as typed, so 2.5 epochs is refused, not rounded
         lo, hi = LIMITS["epochs"]
         epochs = gr.Number(d.epochs, label=f"Epochs ({lo}-{hi})", elem_id="epochs")
@@ -60,6 +62,7 @@ def _settings() -> SimpleNamespace:
         rotation = gr.Number(d.rotation, label="Rotation (+/- degrees)", elem_id="rotation")
         dropout = gr.Number(d.dropout, label="Dropout", elem_id="dropout")
         seed = gr.Number(d.seed, label="Seed", elem_id="seed")
+        drawn = gr.Number(d.drawn, label="Re-drawn share (0-1; 0.5: canvas model)", elem_id="drawn")
         device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device",
                              visible=torch.cuda.is_available())
     with gr.Row():
@@ -67,7 +70,7 @@ def _settings() -> SimpleNamespace:
         stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
     values = dict(epochs=epochs, lr=lr, momentum=momentum, batch=batch, step=step, gamma=gamma, rotation=rotation,
                   dropout=dropout, seed=seed, samples=samples, device=device)
-    return SimpleNamespace(inputs=[values[k] for k in SETTINGS], start=start, stop=stop)
+    return SimpleNamespace(inputs=[values[k] for k in SETTINGS], drawn=drawn, start=start, stop=stop)
 
 
 def _progress(services: Services) -> SimpleNamespace:
@@ -136,7 +139,8 @@ def _wire_run(services, s, run, cmp, res, model_key, picker) -> list:
     tr = services.train
     shown = [run.status, run.table, run.loss, run.acc, picker, run.curves, s.start, s.stop, res.pick, cmp.pick,
              run.look]
-    s.start.click(tr.train, [*s.inputs, model_key, cmp.pick], shown, api_name="train",
+    # drawn comes last: older /train clients that leave it out get its default (0, the recipe)
+    s.start.click(tr.train, [*s.inputs, model_key, cmp.pick, s.drawn], shown, api_name="train",
                   concurrency_limit=None, show_progress="hidden")  # the service queues: Start answers at once
     s.stop.click(tr.stop, None, None, api_name="stop", show_progress="hidden", concurrency_limit=None)
     cmp.pick.change(tr.compare, [cmp.pick], [cmp.acc, cmp.loss, cmp.table], api_name="compare",

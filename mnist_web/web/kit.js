@@ -28,7 +28,7 @@
 (() => {
   if (window.MnistApp) return;
 
-  const EMPTY_MESSAGE = 'Draw a digit';   // mnist_web/views.py
+  const EMPTY_MESSAGE = 'Draw a digit', NOT_A_DIGIT = 'Not a digit?';   // mnist_web/views.py
   const FIELD = 28;
   const events = new EventTarget();
 
@@ -77,12 +77,14 @@
   const pct = (p, digits) => (p * 100).toFixed(digits) + '%';
   const article = d => (d === 8 ? `an ${d}` : `a ${d}`);
 
-  // The gr.Label value as the front end holds it: headline, and the 10 confidences, highest first.
+  // The gr.Label value as the front end holds it: headline, and the 10 confidences, highest first (the
+  // best guess small under "Not a digit?"), and the "not a digit" verdict and score as the server sends them.
   function labelValue(r) {
     if (r.empty) return { label: EMPTY_MESSAGE };
     const confidences = r.probs.map((p, d) => ({ label: String(d), confidence: p }))
       .sort((a, b) => b.confidence - a.confidence);
-    return { label: r.unsure ? `${r.digit}?` : String(r.digit), confidences };
+    const label = r.notADigit ? NOT_A_DIGIT : r.unsure ? `${r.digit}?` : String(r.digit);
+    return { label, confidences, not_a_digit: !!r.notADigit, novelty: r.novelty ?? null };
   }
 
   let pngCanvas = null;
@@ -103,15 +105,18 @@
       headline = `<b>${EMPTY_MESSAGE}</b> <span class='muted'>(${esc(r.reason)})</span>`;
       bars = ''; view = "<div class='mnist-view mnist-blank'></div>";
     } else {
-      headline = r.unsure ? `<b>Not sure</b>: maybe ${article(r.digit)} (${pct(r.confidence, 0)})`
-        : `It's a <b>${r.digit}</b> (${pct(r.confidence, 1)})`;
+      headline = r.notADigit
+        ? `<b>${NOT_A_DIGIT}</b> <span class='muted'>best guess: ${article(r.digit)} (${pct(r.confidence, 0)})</span>`
+        : r.unsure ? `<b>Not sure</b>: maybe ${article(r.digit)} (${pct(r.confidence, 0)})`
+          : `It's a <b>${r.digit}</b> (${pct(r.confidence, 1)})`;
       const rows = r.probs.map((q, i) => `<div class='bar-row'><span>${i}</span><div class='bar'><div style='--width:${(q * 100).toFixed(1)}%'></div></div>`
         + `<span>${pct(q, 1)}</span></div>`).join('');
       bars = `<div class='bars'>${rows}</div>`;
       view = `<img class='mnist-view' alt='what the network sees' src='${pngDataUri(r.image)}'>`;
     }
     const model = modelName ? `<div class='muted'>model: ${esc(modelName)}</div>` : '';
-    return `<div class='prediction' data-empty='${r.empty}' data-unsure='${!!r.unsure}' data-source='page'>`
+    return `<div class='prediction' data-empty='${r.empty}' data-unsure='${!!r.unsure}' `
+      + `data-not-a-digit='${!!r.notADigit}' data-source='page'>`
       + `<div class='headline'>${headline}</div><div class='pred-body'>${bars}`
       + `<figure>${view}<figcaption>what the network sees (28x28)</figcaption></figure></div>${model}</div>`;
   }

@@ -2,6 +2,7 @@
 // WebAssembly, nothing loaded from elsewhere). Two pure parts, each the twin of a Python function:
 //   prepareStrokes(drawing)  <->  mnist_core/raster.py strokes_to_mnist (the same arithmetic, float64)
 //   forward(net, image)      <->  mnist_core/fold.py forward (BatchNorm folded into the convolutions)
+//   novelty(nov, stages)     <->  mnist_core/novelty.py score of stage_features ("Not a digit?")
 // The network's layers (channels, kernel, ReLU, pool) come with its weights (GET mnist/weights, built from
 // mnist_core/arch.py): this file holds no layer table; loadNet checks that they chain from 28x28 to 10.
 // What the page shows with the result (the label and the prediction view) is in the toolkit, web/kit.js.
@@ -130,7 +131,49 @@
     if (cin !== CLASSES || side !== 1) throw wrong();
     if (!(data.std > 0) || !Number.isFinite(data.mean)) throw new Error('bad normalization');
     return { layers, mean: data.mean, std: data.std, key: data.key, description: data.description || '',
-             unsureBelow: data.unsure_below ?? 0.6 };
+             unsureBelow: data.unsure_below ?? 0.6, novelty: loadNovelty(data.novelty, layers) };
+  }
+
+  // The "not a digit" stats (mnist_web/weights.py novelty_payload), or null when the model has none. The
+  // features are the mean of each channel of each layer but the last (the layers the stats name); the
+  // class means [10 x D] and the whitening's upper triangle, row by row, come as float32.
+  function loadNovelty(data, layers) {
+    if (data == null) return null;
+    const names = layers.slice(0, -1).map(L => L.name), D = layers.slice(0, -1).reduce((n, L) => n + L.cout, 0);
+    const means = decode(data.means), whiten = decode(data.whiten);
+    if (!Array.isArray(data.layers) || data.layers.join() !== names.join() || data.features !== D
+        || means.length !== CLASSES * D || whiten.length !== D * (D + 1) / 2 || !Number.isFinite(data.threshold)
+        || !means.every(Number.isFinite) || !whiten.every(Number.isFinite)) {
+      throw new Error('the "not a digit" stats do not fit this network');
+    }
+    return { D, means, whiten, threshold: data.threshold };
+  }
+
+  // forward()'s stages -> the novelty score: the Mahalanobis distance to the nearest class mean,
+  // sqrt(min over c of |W (f - mean_c)|^2), f the mean of each channel of each stage but the last.
+  function novelty(nov, stages) {
+    const { D, means, whiten } = nov, f = new Float64Array(D), diff = new Float64Array(D);
+    let n = 0;
+    for (const s of stages.slice(0, -1)) {
+      const size = s.h * s.w;
+      for (let ch = 0; ch < s.channels; ch++) {
+        let sum = 0;
+        for (let i = 0; i < size; i++) sum += s.data[ch * size + i];
+        f[n++] = sum / size;
+      }
+    }
+    let best = Infinity;
+    for (let c = 0; c < CLASSES; c++) {
+      for (let j = 0; j < D; j++) diff[j] = f[j] - means[c * D + j];
+      let d2 = 0, k = 0;
+      for (let i = 0; i < D; i++) {
+        let z = 0;
+        for (let j = i; j < D; j++) z += whiten[k++] * diff[j];
+        d2 += z * z;
+      }
+      if (d2 < best) best = d2;
+    }
+    return Math.sqrt(best);
   }
 
   // Valid convolution: x [cin][h][w] (flat) -> [cout][h-k+1][w-k+1] plus bias.
@@ -208,14 +251,16 @@
   // drawing -> the prediction the server would make (mnist_core/predict.py Prediction)
   function predict(net, drawing) {
     const p = prepareStrokes(drawing);
-    if (p.empty) return { ...p, probs: null, digit: null, confidence: 0, unsure: false };
+    if (p.empty) return { ...p, probs: null, digit: null, confidence: 0, unsure: false, novelty: null, notADigit: false };
     const f = forward(net, p.image);
     let digit = 0;
     for (let d = 1; d < CLASSES; d++) if (f.probs[d] > f.probs[digit]) digit = d;
     const confidence = f.probs[digit];
+    const score = net.novelty ? novelty(net.novelty, f.stages) : null;
     return { ...p, probs: f.probs, logprobs: f.logprobs, stages: f.stages, digit, confidence,
-             unsure: confidence < net.unsureBelow };
+             unsure: confidence < net.unsureBelow, novelty: score,
+             notADigit: score !== null && score > net.novelty.threshold };
   }
 
-  window.MnistNet = { nearest, prepareStrokes, loadNet, conv, convInto, forward, predict };
+  window.MnistNet = { nearest, prepareStrokes, loadNet, conv, convInto, forward, novelty, predict };
 })();

@@ -179,10 +179,16 @@ def open_page(browser, url: str, height: int = 1000, **options):
     return pg
 
 
+INDEX_SETTLED_JS = """() => { const x = window.MnistExplain, k = window.MnistApp && window.MnistApp.key;
+  return !x || !k || !['loading', 'building'].includes(x.state(k)); }"""
+
+
 def quiet(pg, ms: float = 800, timeout: float = 30):
-    """Wait until the page has started no request for `ms` (its own load-time events are done)."""
+    """Wait until the page has started no request for `ms` and its look-alike index is no longer on its
+    way (a 202 "being built" is retried 2 s later: a load-time request, not one the test's drawing made)."""
     last = [time.perf_counter()]
     pg.on("request", lambda r: last.__setitem__(0, time.perf_counter()))
     deadline = time.perf_counter() + timeout
-    while time.perf_counter() - last[0] < ms / 1000 and time.perf_counter() < deadline:
+    while ((time.perf_counter() - last[0] < ms / 1000 or not pg.evaluate(INDEX_SETTLED_JS))
+           and time.perf_counter() < deadline):
         pg.wait_for_timeout(100)

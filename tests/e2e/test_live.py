@@ -3,10 +3,11 @@ answer (mnist_core/raster.py + the PyTorch model, i.e. what /classify_strokes re
 
 Parity: for 600 real test digits drawn as pen strokes (tests/mnist_strokes.py) and the edge cases of
 tests/stroke_cases.py, with the shipped model and with a model trained through the Train tab's /train:
-the page's 28x28 equals the server's within 1/255 per pixel, every probability within 1e-4, the same
-label and the same empty / "too small" / "not sure" states. Behaviour: no request while the pen moves,
-the weights once per model (with a 304 on a revalidation), the server as the fallback when the weights
-do not arrive or the page's computation throws, "Show why" off asks for nothing at pen-up.
+the page's 28x28 equals the server's within 1/255 per pixel, every probability and the "not a digit"
+score within 1e-4, the same label and the same empty / "too small" / "not sure" / "not a digit" states.
+Behaviour: no request while the pen moves, the weights once per model (with a 304 on a revalidation), the
+server as the fallback when the weights do not arrive or the page's computation throws, "Show why" off
+asks for nothing at pen-up.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
     app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False)
     with launched(app) as url:
         # a model trained by the Train tab's own endpoint (1,000 synthetic samples, 1 epoch)
-        status = Client(url, verbose=False).predict(1, 0.02, 0.9, 32, 6, 0.1, 7, 0.0, 3, 1000, "cpu", None, [],
+        status = Client(url, verbose=False).predict(1, 0.02, 0.9, 32, 6, 0.1, 7, 0.0, 3, 1000, "cpu",
                                                     api_name="/train")[0]
         assert "data-state='finished'" in status, status
         (trained,) = sorted(runs.glob("*.pt"))
@@ -93,7 +94,7 @@ def pick_model(pg, text):
 PAGE_PREDICT_JS = """(drawings) => drawings.map(d => {
   const r = window.MnistNet.predict(window.MnistApp.net, d);
   return {empty: r.empty, reason: r.reason, unsure: r.unsure, digit: r.digit,
-          image: r.image ? Array.from(r.image) : null, probs: r.probs,
+          image: r.image ? Array.from(r.image) : null, probs: r.probs, novelty: r.novelty, notADigit: r.notADigit,
           label: window.MnistApp.labelValue(r).label};
 })"""
 
@@ -105,7 +106,8 @@ def server_answers(predictor, drawings):
         pred = predictor.predict(prepared)
         lv = label_value(pred)
         out.append({"empty": pred.empty, "reason": pred.reason, "unsure": pred.unsure, "digit": pred.digit,
-                    "image": prepared.image, "probs": pred.probabilities,
+                    "image": prepared.image, "probs": pred.probabilities, "novelty": pred.novelty,
+                    "notADigit": pred.not_a_digit,
                     "label": lv if isinstance(lv, str) else lv["label"]})
     return out
 
@@ -113,8 +115,11 @@ def server_answers(predictor, drawings):
 def assert_parity(page_out, server_out, names):
     worst_px, worst_p = 0.0, 0.0
     for name, a, b in zip(names, page_out, server_out, strict=True):
-        assert (a["empty"], a["reason"], a["unsure"], a["digit"], a["label"]) == \
-               (b["empty"], b["reason"], b["unsure"], b["digit"], b["label"]), name
+        assert (a["empty"], a["reason"], a["unsure"], a["digit"], a["label"], a["notADigit"]) == \
+               (b["empty"], b["reason"], b["unsure"], b["digit"], b["label"], b["notADigit"]), name
+        assert (a["novelty"] is None) == (b["novelty"] is None), name        # "not a digit": a model with stats
+        if b["novelty"] is not None:
+            assert abs(a["novelty"] - b["novelty"]) <= 1e-4, (name, a["novelty"], b["novelty"])
         if b["empty"]:
             assert a["image"] is None and a["probs"] is None, name
             continue

@@ -45,15 +45,20 @@ RECORDER_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
+def app(tmp_path_factory, shipped_checkpoint):
     playwright_or_skip()
     import demo
+    from mnist_core.data import write_mnist
+    from tests.conftest import synthetic_digits
 
     runs = tmp_path_factory.mktemp("runs")
     from mnist_web.backends import LocalBackend
 
+    # 6,000 synthetic training digits: runs use 1,200 of them, the run view's test all 6,000 (on a fast idle
+    # machine an epoch of 1,200 at batch 2 ends within one heartbeat of the stream, and the view sees only its end)
+    data = write_mnist(tmp_path_factory.mktemp("data6k"), synthetic_digits(6000, 0), synthetic_digits(300, 1))
     # one training slot: a second page's run waits in the queue (the default is 2 slots)
-    app = demo.build_app(shipped_checkpoint, runs, data_dir=str(synthetic_root), download=False,
+    app = demo.build_app(shipped_checkpoint, runs, data_dir=str(data), download=False,
                             train_backend=LocalBackend(1, 1))
     ARTIFACTS.mkdir(exist_ok=True)
     with served_with_browser(app) as (url, browser):
@@ -64,14 +69,17 @@ def app(tmp_path_factory, synthetic_root, shipped_checkpoint):
         yield {"page": page, "runs": runs, "browser": browser, "url": url}
 
 
-def run(pg, epochs, lr, timeout=180_000) -> str:
+def run(pg, epochs, lr, timeout=180_000, samples=1200) -> str:
     """Start a run and wait for its end; returns the final state."""
     set_number(pg, "epochs", epochs)
-    set_number(pg, "samples", 1200)
+    set_number(pg, "samples", samples)
     set_number(pg, "batch", 2)
     set_number(pg, "lr", lr)
+    before = pg.inner_text("#train-status")
     pg.click("#start")
-    wait_state(pg, ["loading", "running"], 30_000)
+    # started: the status says something new (a short run can pass "loading" and "running" between two polls)
+    pg.wait_for_function("(b) => document.querySelector('#train-status').innerText !== b", arg=before,
+                         timeout=30_000, polling=100)
     return wait_state(pg, ["finished", "failed", "refused", "stopped"], timeout)
 
 
@@ -134,7 +142,7 @@ def test_curves_grow_within_the_epoch_then_results_and_comparison(app):
     assert any(h.strip() == "lr" for h in headers) and not any("momentum" in h for h in headers), headers
     assert any(h.strip() == "epochs" for h in headers)                   # 2 vs 1: they differ too
     # add the shipped model to the comparison by hand
-    pick(pg, "compare", "Shipped model")
+    pick(pg, "compare", "Recipe model")
     pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '3'",
                          timeout=30_000)
     pg.screenshot(path=str(ARTIFACTS / "train-tab-compare.png"), full_page=True)
@@ -170,7 +178,7 @@ def test_download_and_delete_with_confirmation(app):
     assert not target.exists()
 
     # the shipped model can be downloaded but not deleted
-    pick(pg, "run-pick", "Shipped model")
+    pick(pg, "run-pick", "Recipe model")
     pg.wait_for_function("() => document.querySelector('#run-msg').innerText.includes('never deleted')",
                          timeout=30_000)
     assert disabled(pg, "delete")
@@ -200,7 +208,7 @@ def test_download_onnx_of_the_picked_run(app, shipped_checkpoint, tmp_path):
         assert run(pg, 1, 0.02) == "finished"      # the run is then picked, and its ONNX made: wait for it
         pg.wait_for_function("() => !document.querySelector('#download-onnx').disabled", timeout=60_000)
     trained = max(runs.glob("*.pt"), key=lambda p: p.stat().st_mtime)
-    for label, ckpt_path, name in (("Shipped model", shipped_checkpoint, "mnist_cnn.onnx"),
+    for label, ckpt_path, name in (("Recipe model", shipped_checkpoint, "mnist_cnn.onnx"),
                                    (trained.stem, trained, trained.stem + ".onnx")):
         pg.evaluate(ONNX_WATCH_JS)        # the button must go off (cleared) and on again for this pick
         pick(pg, "run-pick", label)
@@ -294,7 +302,7 @@ def test_the_run_view_shows_the_filters_forming_and_the_guesses_changing(app):
     they change and the 20 test digits' guesses move; after it, a row of per-digit accuracy."""
     pg = app["page"]
     pg.evaluate(LOOK_RECORDER_JS)
-    assert run(pg, 1, 0.02) == "finished", pg.inner_text("#train-status")
+    assert run(pg, 1, 0.02, samples=6000) == "finished", pg.inner_text("#train-status")
     pg.wait_for_function("() => document.querySelectorAll('#per-class-epochs tbody tr').length === 1", timeout=30_000)
     log = pg.evaluate("() => window.__lookLog")
     first_epoch = [r for r in log if r[0] == 1 and r[2] == 0]
