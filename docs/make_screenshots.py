@@ -33,7 +33,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", default=os.environ.get("MNIST_DATA_DIR", str(ROOT.parent / "shared" / "mnist")))
     a = p.parse_args()
-    app = demo.build_app(demo.SHIPPED_CHECKPOINT, Path(tempfile.mkdtemp()), data_dir=a.data_dir, download=False)
+    # as `make demo` serves it: both shipped models, the canvas one chosen
+    app = demo.build_app(demo.SHIPPED_CHECKPOINT, Path(tempfile.mkdtemp()), data_dir=a.data_dir, download=False,
+                         canvas=demo.SHIPPED_CHECKPOINT.with_name("mnist_canvas.pt"))
     port = free_port()
     demo.launch(app, port=port, prevent_thread_lock=True, quiet=True)
     with sync_playwright() as pw:
@@ -53,6 +55,9 @@ def main() -> None:
             page.click("#sketchpad button[aria-label='Undo']")
             draw(page, DIGITS["7"][1:])
             wait_label(page, "7")
+        page.locator("#network").scroll_into_view_if_needed()   # the network view paints once it is in sight
+        page.wait_for_function("() => document.querySelector('#network').dataset.state === 'live'", timeout=30_000)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / "draw-tab.png"), full_page=True)
         # Inspect: the evidence for the drawing is on the Draw tab (below the canvas); the tab itself holds
         # the mistakes gallery and the confusion matrix
