@@ -120,13 +120,15 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
     return read_split(raw, True), read_split(raw, False)
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """uint8 data as an IDX file's bytes (MNIST's format: magic 0x08 0x0N, big-endian sizes, then the data)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    return struct.pack(f">I{array.ndim}I", 0x00000800 | array.ndim, *array.shape) + array.tobytes()
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write uint8 data as an IDX file (tests and tools make small synthetic data sets with it)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    magic = 0x00000800 | array.ndim
-    with open(path, "wb") as f:
-        f.write(struct.pack(f">I{array.ndim}I", magic, *array.shape))
-        f.write(array.tobytes())
+    Path(path).write_bytes(idx_bytes(array))
 
 
 def write_mnist(root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> Path:

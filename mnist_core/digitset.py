@@ -17,13 +17,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .data import idx_bytes
 from .teach import MAX_DRAWINGS, TeachError, render, validate_drawings
 from .teach import held_indices as teach_held
 
@@ -43,12 +43,6 @@ class DigitSetError(ValueError):
 
 
 # ------------------------------------------------------------------------------ writing
-def idx_bytes(array: np.ndarray) -> bytes:
-    """uint8 data as an IDX file (MNIST's format: magic 0x08 0x0N, big-endian sizes, then the bytes)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    return struct.pack(f">I{array.ndim}I", 0x00000800 | array.ndim, *array.shape) + array.tobytes()
-
-
 def to_zip(drawings: list[dict], held_indices: Iterable[int] | None = None) -> bytes:
     """The drawings as the data set zip: MNIST/raw/train-* (all but held_indices), MNIST/raw/t10k-* (those),
     strokes.jsonl (every drawing, in order). held_indices None: as a teach holds them aside

@@ -135,3 +135,9 @@ def strokes_to_mnist(s: Strokes) -> Prepared:
 def prepare_strokes(payload) -> Prepared:
     """The page's stroke payload (JSON text or dict) -> what the network sees; StrokeError if malformed."""
     return strokes_to_mnist(parse_strokes(payload))
+
+
+def strokes_to_uint8(s: Strokes) -> np.ndarray | None:
+    """Validated strokes as a uint8 28x28 image (what MNIST's files hold), None when it is no digit."""
+    prep = strokes_to_mnist(s)
+    return None if prep.empty else np.round(prep.image * 255).astype(np.uint8)

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .data import Split
-from .raster import strokes_to_mnist
+from .raster import strokes_to_uint8
 from .strokes import DEFAULT_BRUSH, DEFAULT_SIDE, Strokes
 
 UP = 4                         # enlargement before thinning: a smoother skeleton than at 28x28
@@ -195,9 +195,7 @@ def drawing(digit28: np.ndarray, style: Style = Style(), side: int = DEFAULT_SID
 
 def render(lines: Iterable[np.ndarray], style: Style, side: int = DEFAULT_SIDE) -> np.ndarray | None:
     """Polylines drawn in `style`, through the page's rasteriser: uint8 28x28, or None if it is no digit."""
-    placed = place(lines, style, side)
-    prep = strokes_to_mnist(Strokes(side, side, float(style.brush), tuple(placed)))
-    return None if prep.empty else np.round(prep.image * 255).astype(np.uint8)
+    return strokes_to_uint8(Strokes(side, side, float(style.brush), tuple(place(lines, style, side))))
 
 
 def restyle(drawing_payload: dict, *, slant: float = 0.0, aspect: float = 1.0, brush: float | None = None,

@@ -37,7 +37,7 @@ from .batches import TensorBatches, rotate
 from .checkpoint import FORMAT_VERSION, model_from_checkpoint
 from .data import Split
 from .evaluate import evaluate
-from .raster import strokes_to_mnist
+from .raster import strokes_to_mnist, strokes_to_uint8
 from .redraw import restyle
 from .strokes import DEFAULT_SIDE, StrokeError, Strokes, parse_strokes
 
@@ -211,8 +211,7 @@ def render(drawing: dict) -> np.ndarray | None:
     """A validated drawing as the network sees it: uint8 28x28 (raster.py, the page's twin), None if empty."""
     s = drawing["strokes"]
     strokes = tuple(np.asarray(p, np.float64).reshape(-1, 2) for p in s["strokes"])
-    prep = strokes_to_mnist(Strokes(int(s["width"]), int(s["height"]), float(s["brush"]), strokes))
-    return None if prep.empty else np.round(prep.image * 255).astype(np.uint8)
+    return strokes_to_uint8(Strokes(int(s["width"]), int(s["height"]), float(s["brush"]), strokes))
 
 
 def render_all(drawings: list[dict]) -> Split:
