@@ -302,7 +302,7 @@ def test_the_run_view_shows_the_filters_forming_and_the_guesses_changing(app):
     they change and the 20 test digits' guesses move; after it, a row of per-digit accuracy."""
     pg = app["page"]
     pg.evaluate(LOOK_RECORDER_JS)
-    assert run(pg, 1, 0.02, samples=6000) == "finished", pg.inner_text("#train-status")
+    assert run(pg, 1, 0.002, samples=6000) == "finished", pg.inner_text("#train-status")   # slow enough to watch
     pg.wait_for_function("() => document.querySelectorAll('#per-class-epochs tbody tr').length === 1", timeout=30_000)
     log = pg.evaluate("() => window.__lookLog")
     first_epoch = [r for r in log if r[0] == 1 and r[2] == 0]
