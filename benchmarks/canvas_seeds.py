@@ -24,7 +24,7 @@ from mnist_core.checkpoint import save_checkpoint  # noqa: E402
 from mnist_core.config import TrainConfig  # noqa: E402
 from mnist_core.data import load_mnist  # noqa: E402
 from mnist_core.evaluate import evaluate  # noqa: E402
-from mnist_core.redraw import DRAWN_TEST_SEED, drawn  # noqa: E402
+from mnist_core.redraw import CACHE_VERSION, DRAWN_TEST_SEED, drawn  # noqa: E402
 from mnist_core.train import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "canvas_seeds.jsonl"
@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--variants", type=int, default=TrainConfig().drawn_variants, help="style sets of the twins")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    p.add_argument("--step-size", type=int, default=TrainConfig().step_size, help="StepLR's step, in epochs")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out-dir", default="runs/canvas")
     p.add_argument("--threads", type=int, default=2)
@@ -49,7 +50,7 @@ def main() -> None:
     train, test = load_mnist(a.data_dir, download=False)
     rows = []
     for seed in a.seeds:
-        cfg = TrainConfig(drawn=a.drawn, drawn_variants=a.variants, seed=seed, epochs=a.epochs)
+        cfg = TrainConfig(drawn=a.drawn, drawn_variants=a.variants, seed=seed, epochs=a.epochs, step_size=a.step_size)
         t0 = time.perf_counter()
         trainer = Trainer(cfg, train, test, progress_bars=True)
         for rec in trainer.run():
@@ -57,10 +58,11 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         ckpt = trainer.checkpoint()
         d = drawn_accuracy(trainer.model, test, a.data_dir)
-        out = Path(a.out_dir) / f"canvas-d{a.drawn:g}-v{a.variants}-s{seed}.pt"
+        out = Path(a.out_dir) / f"canvas-d{a.drawn:g}-v{a.variants}-e{a.epochs}-s{seed}.pt"
         out.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(ckpt, out)
-        row = {"drawn": a.drawn, "variants": a.variants, "seed": seed, "epochs": a.epochs,
+        row = {"drawn": a.drawn, "variants": a.variants, "seed": seed, "epochs": a.epochs, "step_size": a.step_size,
+               "tracer": CACHE_VERSION,
                "mnist_test": ckpt["test_metrics"]["accuracy"],
                "drawn_test": d["accuracy"], "seconds": round(seconds, 1), "threads": a.threads,
                "checkpoint": str(out)}

@@ -57,7 +57,7 @@ class TrainConfig:
                                 # recipe (MNIST only); 0.5 = the canvas model (half the digits also as the page's
                                 # rasteriser draws them). 5 seeds: 0.5 and 1.0 within noise, 0.5 is cheaper
     drawn_variants: int = 3     # style sets of the twins (size, slant, width, brush), one per epoch in turn
-                                # (seed 1: 98.63% drawn test with 3, 98.56% with 1; RESULTS.md §18)
+                                # (seed 1, first tracer: 98.63% drawn test with 3, 98.56% with 1; RESULTS.md §18)
     # --- run controls ---
     seed: int = 1               # seeds init, shuffling and rotation angles: same seed -> same metrics on CPU
     max_train_samples: int | None = None   # None = all 60,000; a subset makes quick runs and tests

@@ -14,7 +14,8 @@ same order. Chosen by measurement with the recipe's model (tests/nondigit_stroke
 the threshold at 99.5% of the calibration digits): with the 16 pooled features alone the score flags 19%
 of the non-digit set (0.52% of the drawn test digits); with the means of all layers 67% (0.64%), 71% when
 fitted on the re-drawn twins too (0.64%). Logit-based scores (max logit, energy, top probability) and a
-per-class covariance flagged 7-19%.
+per-class covariance flagged 7-19%. (Those choices were measured with the first tracer; with filled-in loops
+traced round, redraw.CORE, the shipped models flag 66% and 68% at 0.54% and 0.59%: RESULTS.md §19.)
 
 The threshold is a quantile (QUANTILE) of the scores of *drawn* digits that are not the drawn test set:
 training digits re-drawn in fresh styles (redraw.drawn(seed=CALIBRATION_SEED)); above it the app says

@@ -51,6 +51,50 @@ def test_a_traced_mnist_digit_drawn_back_lies_on_the_original(real_mnist):
     assert min(on) > 0.6
 
 
+def _holes(img: np.ndarray) -> int:
+    """Background pixels (< 128) that no path of background pixels links to the image's border."""
+    free = img < 128
+    reach = np.zeros_like(free)
+    reach[0, :], reach[-1, :], reach[:, 0], reach[:, -1] = free[0, :], free[-1, :], free[:, 0], free[:, -1]
+    while True:
+        grown = reach.copy()
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            grown |= np.roll(np.roll(reach, dy, 0), dx, 1)
+        grown &= free
+        if np.array_equal(grown, reach):
+            return int((free & ~reach).sum())
+        reach = grown
+
+
+def _blob_six() -> np.ndarray:
+    """A 6 written small and bold: a thin stem ending in a loop so filled in that no hole shows."""
+    yy, xx = np.mgrid[0:28, 0:28]
+    img = np.zeros((28, 28), np.float64)
+    img[((xx - 12) ** 2 + (yy - 17) ** 2) <= 5.5 ** 2] = 255                    # the filled-in loop
+    stem = (np.abs(xx - (12 + (17 - yy) * 0.45)) <= 1.2) & (yy >= 4) & (yy <= 17)
+    img[stem & (xx >= 7)] = 255
+    return img.astype(np.uint8)
+
+
+def test_a_filled_in_loop_is_drawn_round_not_thinned_to_a_line(monkeypatch):
+    """A blob-headed 6 re-drawn keeps a loop (a hole in the drawing), as its writer's pen went round;
+    thinned plainly (no core cut), it became a hook with no hole: the 6 read as an L."""
+    six = _blob_six()
+    assert _holes(six) == 0
+    drawn = redraw.render(redraw.digit_strokes(six), redraw.Style(height=0.6, brush=14))
+    assert _holes(drawn) >= 2, drawn
+    monkeypatch.setattr(redraw, "CORE", float("inf"))
+    plain = redraw.render(redraw.digit_strokes(six), redraw.Style(height=0.6, brush=14))
+    assert _holes(plain) == 0
+
+
+def test_depth_is_the_distance_to_the_background():
+    mask = np.zeros((9, 9), bool)
+    mask[1:8, 1:8] = True
+    d = redraw.depth(mask)
+    assert d[4, 4] == 4 and d[1, 1] == 1 and d[2, 4] == 2 and d[0, 0] == 0
+
+
 def test_drawn_sets_are_the_same_for_a_seed_and_differ_across_seeds(tmp_path):
     split = _split(40, 3)
     a, styles_a = redraw.drawn(split, 5, cache=tmp_path / "a", workers=1)

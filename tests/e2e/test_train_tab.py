@@ -69,18 +69,38 @@ def app(tmp_path_factory, shipped_checkpoint):
         yield {"page": page, "runs": runs, "browser": browser, "url": url}
 
 
+# Records each state the Train tab's status takes from now on, the current one first (an update may replace
+# the element or patch its attribute), so a run's end is told apart from the previous run's "finished".
+STATES_JS = """() => {
+  const now = () => {
+    const el = document.querySelector('#train-status .train-status');
+    return el && el.dataset.state;
+  };
+  window.__states = [now()];
+  if (window.__statesWatch) window.__statesWatch.disconnect();
+  window.__statesWatch = new MutationObserver(() => {
+    const s = now(); if (s !== window.__states[window.__states.length - 1]) window.__states.push(s); });
+  window.__statesWatch.observe(document.querySelector('#train-status'),
+                               {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+GOING = ["queued", "loading", "running"]
+ENDED = ["finished", "failed", "refused", "stopped"]
+
+
 def run(pg, epochs, lr, timeout=180_000, samples=1200) -> str:
     """Start a run and wait for its end; returns the final state."""
     set_number(pg, "epochs", epochs)
     set_number(pg, "samples", samples)
     set_number(pg, "batch", 2)
     set_number(pg, "lr", lr)
-    before = pg.inner_text("#train-status")
+    pg.evaluate(STATES_JS)
     pg.click("#start")
-    # started: the status says something new (a short run can pass "loading" and "running" between two polls)
-    pg.wait_for_function("(b) => document.querySelector('#train-status').innerText !== b", arg=before,
-                         timeout=30_000, polling=100)
-    return wait_state(pg, ["finished", "failed", "refused", "stopped"], timeout)
+    # this run's status: a going state, then an end (or refused at once); never the last run's "finished"
+    pg.wait_for_function("([going, ended]) => { const s = window.__states.slice(1);"
+                         " const i = s.findIndex(x => going.includes(x));"
+                         " return s.includes('refused') || (i >= 0 && s.slice(i + 1).some(x => ended.includes(x))); }",
+                         arg=[GOING, ENDED], timeout=timeout, polling=100)
+    return wait_state(pg, ENDED, 30_000)
 
 
 def pick(pg, elem_id, text):
@@ -135,7 +155,9 @@ def test_curves_grow_within_the_epoch_then_results_and_comparison(app):
                          timeout=30_000)
     pg.evaluate(RECORDER_JS)
     assert run(pg, 1, 0.05) == "finished", pg.inner_text("#train-status")
-    assert max(c for *_, c in pg.evaluate("() => window.__curveLog")) == 3   # train, test, and "test: <run 1>"
+    shown = pg.evaluate("() => [[...document.querySelectorAll('#loss-plot path[data-series]')]"
+                        ".map(p => p.dataset.series), window.__states, window.__curveLog]")
+    assert max(c for *_, c in shown[2]) == 3, shown                     # train, test, and "test: <run 1>"
     pg.wait_for_function("() => document.querySelector('#compare-acc .chart').dataset.seriesCount === '2'",
                          timeout=30_000)
     headers = pg.locator("#compare-table thead th").all_inner_texts()
