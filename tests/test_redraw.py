@@ -51,6 +51,50 @@ def test_a_traced_mnist_digit_drawn_back_lies_on_the_original(real_mnist):
     assert min(on) > 0.6
 
 
+def _zhang_suen_by_the_book(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen as published, pixel by pixel: each sub-iteration marks from the image as it was, then
+    removes what it marked."""
+    img = np.pad(mask.astype(int), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            marked = []
+            for r in range(1, img.shape[0] - 1):
+                for c in range(1, img.shape[1] - 1):
+                    if not img[r, c]:
+                        continue
+                    p = [img[r + dy, c + dx] for dy, dx in redraw.NEIGHBOURS]         # P2..P9
+                    a = sum(p[k] == 0 and p[(k + 1) % 8] == 1 for k in range(8))
+                    p2, p4, p6, p8 = p[0], p[2], p[4], p[6]
+                    c1, c2 = (p2 * p4 * p6, p4 * p6 * p8) if step == 0 else (p2 * p4 * p8, p2 * p6 * p8)
+                    if 2 <= sum(p) <= 6 and a == 1 and c1 == 0 and c2 == 0:
+                        marked.append((r, c))
+            for r, c in marked:
+                img[r, c] = 0
+            changed = changed or bool(marked)
+        if not changed:
+            return img[1:-1, 1:-1].astype(bool)
+
+
+def test_thinning_by_table_equals_zhang_suen_by_the_book():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((18, 18)) < rng.uniform(0.3, 0.8) for _ in range(12)]
+    yy, xx = np.mgrid[0:24, 0:24]
+    masks += [(xx - 12) ** 2 + (yy - 12) ** 2 <= 49, (np.abs(yy - 12) <= 2) & (xx > 2) & (xx < 21)]
+    for m in masks:
+        assert np.array_equal(redraw.thin(m), _zhang_suen_by_the_book(m))
+    bar = redraw.thin(masks[-1])
+    assert bar.sum() >= 12 and bar.any(1).sum() == 1                   # a thick bar thins to one line
+
+
+def test_chain_joins_the_first_pair_that_meets_first():
+    a, b, c = [(0, 0), (0, 5)], [(0, 6), (0, 9)], [(0, 7), (3, 7)]
+    # a's end meets both b and c: a-b is the first pair; then (a+b)'s end (0, 9) meets c's start.
+    # (a-c first would leave two lines: a+c ends at (3, 7), out of b's reach.)
+    assert redraw.chain([a, b, c]) == [[(0, 0), (0, 5), (0, 6), (0, 9), (0, 7), (3, 7)]]
+    assert redraw.chain([a, [(5, 5)]]) == [a, [(5, 5)]]                # nothing within reach: kept apart
+
+
 def _holes(img: np.ndarray) -> int:
     """Background pixels (< 128) that no path of background pixels links to the image's border."""
     free = img < 128
