@@ -230,13 +230,14 @@ class TrainHandlers:
         self.trainer.release(owner_of(request).id)
 
     def show_run(self, key):
-        """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note."""
+        """The chosen run's per-class accuracy, confusion matrix, checkpoint to download, delete allowed, note.
+        No run chosen (the pick cleared, as a delete clears it): the note stays, so "Deleted ..." is read."""
         try:
             info = self.runs.get(key)
             path = self.runs.export(key, self.export_dir)
         except (RunError, OSError) as exc:
             return (empty_class_bars(), run_confusion_html(None), None, gr.update(interactive=False),
-                    f"Cannot show that run: {exc}." if key else "")
+                    f"Cannot show that run: {exc}." if key else KEEP)
         bars = pd.DataFrame(per_class_rows(info.test_metrics), columns=["digit", "accuracy"])
         note = "" if info.deletable else "The shipped model can be downloaded but never deleted."
         return (bars, run_confusion_html(info.test_metrics, f"{info.label}: rows true digit, columns predicted"),

@@ -113,7 +113,9 @@ def test_train_handlers_show_compare_and_delete(shipped_checkpoint, tmp_path):
     assert row["visible"] is False and "cannot be deleted" in msg
     _, msg, run_pick, compare_pick, model, picker = tr.delete_run("runs/copy.pt", ["runs/copy.pt"], "runs/copy.pt")
     assert msg.startswith("Deleted ") and not (runs_dir / "copy.pt").exists()
-    assert model == SHIPPED_KEY and compare_pick["value"] == []
+    assert model == SHIPPED_KEY and compare_pick["value"] == [] and run_pick["value"] is None
+    *_, note = tr.show_run(None)            # the pick the delete cleared: "Deleted ..." stays to be read
+    assert note == handlers.KEEP
     _, msg, *_ = tr.delete_run(SHIPPED_KEY, [], SHIPPED_KEY)
     assert msg.startswith("Not deleted") and shipped_checkpoint.is_file()
 

@@ -66,8 +66,11 @@ def test_a_reload_keeps_the_owner_and_its_run(app):
         other.get_by_role("tab", name="Train").click()
         name = mine[0].removeprefix("Yours: ").split(" (")[0]
         other.click("#run-pick input")
+        # the page is built with the lists of its build time; its load event brings them up to date
+        other.wait_for_function("(n) => [...document.querySelectorAll('#run-pick li.item')]"
+                                ".some(e => e.innerText.includes(n))", arg=name, timeout=30_000)
         theirs = [t.split("\n")[-1].strip() for t in other.locator("#run-pick li.item").all_inner_texts()]
-        assert any(c.startswith(name) for c in theirs) and not any(c.startswith("Yours:") for c in theirs)
+        assert any(c.startswith(name) for c in theirs) and not any(c.startswith("Yours:") for c in theirs), theirs
         other.locator("#run-pick li.item", has_text=name).first.click()
         other.keyboard.press("Escape")
         other.wait_for_function("() => !document.querySelector('#delete').disabled", timeout=30_000)
