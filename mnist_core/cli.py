@@ -38,6 +38,21 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="never try to download missing files")
 
 
+def _config_args(p: argparse.ArgumentParser, defaults, helps: dict, types: dict | None = None,
+                 limits: dict | None = None) -> None:
+    """One flag per field of a config dataclass (--field-name, its default, its help and [low..high] when
+    bounded); a bool is --x/--no-x, a tuple has no flag."""
+    for f in fields(defaults):
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helps[f.name])
+        elif not isinstance(default, tuple):
+            lim = f" [{limits[f.name][0]:g}..{limits[f.name][1]:g}]" if limits and f.name in limits else ""
+            p.add_argument(flag, type=(types or {}).get(f.name, type(default)), default=default,
+                           help=helps[f.name] + lim)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_core",
                                      description="Train, evaluate and use the 7,416-parameter MNIST CNN.")
@@ -45,16 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train with the recipe and write a checkpoint",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP[f.name])
-            continue
-        typ = {"max_train_samples": int}.get(f.name, type(default))
-        lim = f" [{LIMITS[f.name][0]:g}..{LIMITS[f.name][1]:g}]" if f.name in LIMITS else ""
-        t.add_argument(flag, type=typ, default=default, help=_HELP[f.name] + lim)
+    _config_args(t, TrainConfig(), _HELP, types={"max_train_samples": int}, limits=LIMITS)
     _data_args(t)
     t.add_argument("--out", default=None,
                    help="checkpoint to write when the run finishes (default: checkpoints/runs/train-<time>.pt; "
@@ -108,14 +114,7 @@ def _finetune_args(sub) -> None:
     f.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the model to teach")
     f.add_argument("--out", default=None, help="checkpoint to write (default: checkpoints/runs/teach-<time>.pt; "
                                                "written atomically)")
-    defaults = TeachConfig()
-    for fl in fields(TeachConfig):
-        default = getattr(defaults, fl.name)
-        flag = "--" + fl.name.replace("_", "-")
-        if isinstance(default, bool):
-            f.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_TEACH_HELP[fl.name])
-        elif not isinstance(default, tuple):
-            f.add_argument(flag, type=type(default), default=default, help=_TEACH_HELP[fl.name])
+    _config_args(f, TeachConfig(), _TEACH_HELP)
     _data_args(f)
     f.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (a teach is small: 1 is what its time target is measured on)")

@@ -70,21 +70,21 @@ THIN_TABLES = _thin_tables()
 def thin(mask: np.ndarray) -> np.ndarray:
     """Zhang-Suen thinning of a boolean image: each sub-iteration looks every pixel's 8 neighbours up
     in THIN_TABLES at once (parallel removal, as the algorithm is defined)."""
-    img = np.pad(mask.astype(np.uint8), 1)
-    h, w = img.shape
+    img = np.pad(mask.astype(np.uint8), 1)            # a border of background: every ink pixel has 8 neighbours
+    h, w = mask.shape
+    inner = img[1:-1, 1:-1]                           # a view: removing from it removes from img
     while True:
         changed = False
         for step in (0, 1):
-            p = np.pad(img, 1)
             code = np.zeros((h, w), np.int32)
             for k, (dy, dx) in enumerate(NEIGHBOURS):
-                code |= p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w].astype(np.int32) << k
-            kill = (img == 1) & THIN_TABLES[step][code]
+                code |= img[1 + dy:1 + dy + h, 1 + dx:1 + dx + w].astype(np.int32) << k
+            kill = (inner == 1) & THIN_TABLES[step][code]
             if kill.any():
-                img[kill] = 0
+                inner[kill] = 0
                 changed = True
         if not changed:
-            return img[1:-1, 1:-1].astype(bool)
+            return inner.astype(bool)
 
 
 def trace(skeleton: np.ndarray) -> list[list[tuple[int, int]]]:

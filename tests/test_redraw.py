@@ -26,16 +26,19 @@ def _split(n: int, seed: int) -> Split:
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
+def _grow(m: np.ndarray) -> np.ndarray:
+    """A boolean image grown by one pixel to its 4 neighbours."""
+    g = m.copy()
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        g |= np.roll(np.roll(m, dy, 0), dx, 1)
+    return g
+
+
 def _overlap(drawn: np.ndarray, original: np.ndarray) -> tuple[float, float]:
     """(share of the drawing's ink on the original's ink, share of the original's ink the drawing covers),
     each ink grown by one pixel: strokes of another width along the same skeleton still overlap fully."""
-    def grow(m):
-        g = m.copy()
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            g |= np.roll(np.roll(m, dy, 0), dx, 1)
-        return g
     d, o = drawn >= 128, original >= 128
-    return (d & grow(o)).sum() / max(d.sum(), 1), (o & grow(d)).sum() / max(o.sum(), 1)
+    return (d & _grow(o)).sum() / max(d.sum(), 1), (o & _grow(d)).sum() / max(o.sum(), 1)
 
 
 def test_a_traced_mnist_digit_drawn_back_lies_on_the_original(real_mnist):
@@ -101,10 +104,7 @@ def _holes(img: np.ndarray) -> int:
     reach = np.zeros_like(free)
     reach[0, :], reach[-1, :], reach[:, 0], reach[:, -1] = free[0, :], free[-1, :], free[:, 0], free[:, -1]
     while True:
-        grown = reach.copy()
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            grown |= np.roll(np.roll(reach, dy, 0), dx, 1)
-        grown &= free
+        grown = _grow(reach) & free
         if np.array_equal(grown, reach):
             return int((free & ~reach).sum())
         reach = grown
